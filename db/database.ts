@@ -1,0 +1,10 @@
+import type { ArticlesTable } from './articles.ts'
+import type { CommentsTable } from './comments.ts'
+import type { UsersTable } from './users.ts'
+
+/** The Kysely view of the schema: one entry per table, kept in step with db/migrations/. */
+export interface Database {
+  users: UsersTable
+  articles: ArticlesTable
+  comments: CommentsTable
+}

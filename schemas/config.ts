@@ -1,0 +1,121 @@
+import { type Static, Type } from '@sinclair/typebox'
+
+/**
+ * The service's environment, one key per property. Defaults live here and nowhere else:
+ * `.env.example` and the README's configuration table are generated from this schema
+ * (`make docs`), and a test fails when they drift.
+ *
+ * Two keywords of our own: `expected`, the phrase used in the one-line start-up error when a
+ * value does not fit (TypeBox's own messages name types, not intentions), and `secret`, which
+ * keeps the value out of that message.
+ */
+export const ConfigSchema = Type.Object({
+  HOST: Type.String({
+    default: '0.0.0.0',
+    minLength: 1,
+    description: 'Interface the HTTP server binds to.',
+  }),
+  HTTP_PORT: Type.Integer({
+    default: 8080,
+    minimum: 0,
+    maximum: 65535,
+    description: 'TCP port of the HTTP API (0 picks a free port).',
+  }),
+  // A union of literals (not stringEnum): TypeBox's Value checker only knows its own kinds.
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info', description: 'Minimum level of the JSON log lines written to stdout.' },
+  ),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      secret: true,
+      expected: 'a postgres:// or postgresql:// connection URL',
+      description:
+        'PostgreSQL connection URL. Unset: the service starts an embedded PostgreSQL itself (see EMBEDDED_DATABASE_DIR).',
+    }),
+  ),
+  DATABASE_POOL_MAX: Type.Integer({
+    default: 10,
+    minimum: 1,
+    maximum: 1000,
+    description: 'Maximum connections this process opens to PostgreSQL.',
+  }),
+  DATABASE_CONNECT_TIMEOUT_SECONDS: Type.Integer({
+    default: 10,
+    minimum: 1,
+    maximum: 600,
+    description: 'How long opening one database connection may take before it fails.',
+  }),
+  MIGRATE_ON_START: Type.Boolean({
+    default: true,
+    description:
+      'Run pending migrations at start-up. When false, /ready answers 503 until `make migrate-up` has run them.',
+  }),
+  EMBEDDED_DATABASE_DIR: Type.String({
+    default: './.data/postgres',
+    minLength: 1,
+    description: 'Data directory of the embedded PostgreSQL (used only when DATABASE_URL is unset).',
+  }),
+  EMBEDDED_DATABASE_PORT: Type.Integer({
+    default: 0,
+    minimum: 0,
+    maximum: 65535,
+    description: 'Port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free port at each start.',
+  }),
+  IMPORT_DIR: Type.String({
+    default: './imports',
+    minLength: 1,
+    description: 'Directory for uploaded import files (created at start-up; instances may share it).',
+  }),
+  EXPORT_DIR: Type.String({
+    default: './exports',
+    minLength: 1,
+    description: 'Directory for finished export files (created at start-up; instances may share it).',
+  }),
+  BODY_LIMIT_BYTES: Type.Integer({
+    default: 1_048_576,
+    minimum: 1024,
+    description: 'Largest JSON request body accepted; larger bodies get a 413 problem.',
+  }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({
+    default: 72_000,
+    minimum: 0,
+    description: 'Idle keep-alive connection timeout; keep it above your load balancer’s idle timeout.',
+  }),
+  HTTP_REQUEST_TIMEOUT_MS: Type.Integer({
+    default: 3_600_000,
+    minimum: 0,
+    description: 'Longest time a client may take to send one whole request (large uploads included); 0 disables.',
+  }),
+  API_KEYS: Type.String({
+    default: '',
+    pattern: '^([^,\\s]{16,})?(,[^,\\s]{16,})*$',
+    secret: true,
+    expected: 'a comma-separated list of keys of at least 16 characters without spaces',
+    description:
+      'Comma-separated API keys. Empty: authentication is off. Set: every /api/* request needs `Authorization: Bearer <key>` or `X-API-Key: <key>`.',
+  }),
+  METRICS_AUTH: Type.Boolean({
+    default: false,
+    description: 'Require one of API_KEYS on /metrics too (Prometheus: `authorization: { credentials: <key> }`).',
+  }),
+  HEALTH_TIMEOUT_MS: Type.Integer({
+    default: 2000,
+    minimum: 10,
+    description: 'How long the database check of /health and /ready may take before it counts as down.',
+  }),
+  SHUTDOWN_DRAIN_DELAY_MS: Type.Integer({
+    default: 0,
+    minimum: 0,
+    description:
+      'After SIGTERM, how long /ready answers 503 while the server still serves, so load balancers stop routing here first.',
+  }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 100,
+    description: 'Longest graceful shutdown; when it is exceeded the process exits with code 1.',
+  }),
+})
+
+export type Config = Static<typeof ConfigSchema>

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -18,6 +19,11 @@ export interface EmbeddedPostgres {
   startedHere: boolean
   /** Stops the server if this process started it; a reused server is left running. */
   stop(): Promise<void>
+  /**
+   * Lets this process exit while the server goes on running (for a set-up step that starts
+   * the server for later processes); `stopEmbeddedPostgres` stops it.
+   */
+  release(): void
 }
 
 export interface EmbeddedPostgresOptions {
@@ -38,7 +44,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const directory = path.resolve(options.directory)
   const running = await runningServer(directory)
   if (running) {
-    return { url: urlFor(running.port), port: running.port, startedHere: false, stop: async () => {} }
+    return { url: urlFor(running.port), port: running.port, startedHere: false, stop: async () => {}, release: () => {} }
   }
   const port = options.port || (await freePort())
   const output: string[] = []
@@ -71,7 +77,15 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const reason = error instanceof Error ? error.message : output.slice(-8).join(' | ')
     throw new Error(`embedded PostgreSQL did not start in ${directory}: ${reason}`, { cause: error })
   }
-  return { url: urlFor(port), port, startedHere: true, stop: () => server.stop() }
+  const release = () => {
+    // The library keeps the child and its output pipes referenced; the server itself ignores
+    // SIGPIPE, so closing our end of its stderr is harmless.
+    const child = (server as unknown as { process?: ChildProcess }).process
+    child?.stdout?.destroy()
+    child?.stderr?.destroy()
+    child?.unref()
+  }
+  return { url: urlFor(port), port, startedHere: true, stop: () => server.stop(), release }
 }
 
 /**

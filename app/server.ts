@@ -79,16 +79,25 @@ export async function startService(config: Config, logger: Logger = createLogger
   const shutdown = (reason: string) => {
     stopping ??= (async () => {
       const stopStarted = performance.now()
-      running.lifecycle.draining = true
-      logger.info({ reason, drain_delay_ms: config.SHUTDOWN_DRAIN_DELAY_MS }, 'shutting down: /ready answers 503')
-      if (config.SHUTDOWN_DRAIN_DELAY_MS > 0) await sleep(config.SHUTDOWN_DRAIN_DELAY_MS)
-      await running.close()
+      await drain(running, { reason, drainDelayMs: config.SHUTDOWN_DRAIN_DELAY_MS })
       if (embedded?.startedHere) await embedded.stop()
       logger.info({ elapsed_ms: Math.round(performance.now() - stopStarted) }, 'shutdown complete')
     })()
     return stopping
   }
   return { app: running, address, schemaReady, shutdown }
+}
+
+/**
+ * Takes the app out of service: /ready turns 503 at once, the server keeps serving for
+ * `drainDelayMs` (load balancers notice and stop routing here), then stops accepting
+ * connections, lets in-flight requests finish and closes the plugins (pools, background work).
+ */
+export async function drain(app: FastifyInstance, options: { reason: string; drainDelayMs: number }): Promise<void> {
+  app.lifecycle.draining = true
+  app.log.info({ reason: options.reason, drain_delay_ms: options.drainDelayMs }, 'shutting down: /ready answers 503')
+  if (options.drainDelayMs > 0) await sleep(options.drainDelayMs)
+  await app.close()
 }
 
 /** Process entry: configuration errors exit 1 with one line; SIGTERM/SIGINT drain and exit 0. */

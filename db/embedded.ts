@@ -74,7 +74,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (!existsSync(path.join(directory, 'PG_VERSION'))) await server.initialise()
     await server.start()
   } catch (error) {
-    const reason = error instanceof Error ? error.message : output.slice(-8).join(' | ')
+    let reason = error instanceof Error ? error.message.trim() : output.slice(-8).join(' | ')
+    if (/permission denied/i.test(reason) && process.getuid?.() === 0) {
+      reason += ' (as root, PostgreSQL runs as the OS user `postgres`: every parent directory of the data directory must be searchable by it, e.g. `chmod o+x`, or choose another EMBEDDED_DATABASE_DIR)'
+    }
     throw new Error(`embedded PostgreSQL did not start in ${directory}: ${reason}`, { cause: error })
   }
   const release = () => {

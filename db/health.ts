@@ -6,10 +6,10 @@ export async function pingDatabase(sql: Sql, timeoutMs: number): Promise<{ laten
   const query = sql<{ version: string }[]>`select current_setting('server_version') as version`
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      query.cancel()
-      reject(new Error(`no answer within ${timeoutMs} ms`))
-    }, timeoutMs)
+    // No query.cancel() here: postgres.js (3.4.x) never releases a connection whose first query
+    // was cancelled while the connection was still opening, which wedged the probe's one-connection
+    // pool for good after a database outage. A late answer is simply ignored.
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
   })
   try {
     const [row] = await Promise.race([query, timeout])

@@ -19,8 +19,14 @@ declare module 'fastify' {
 export default fp(
   async (app) => {
     const controller = new AbortController()
-    app.decorate('lifecycle', { draining: false, signal: controller.signal, startedAt: new Date() })
+    const lifecycle: Lifecycle = { draining: false, signal: controller.signal, startedAt: new Date() }
+    app.decorate('lifecycle', lifecycle)
     app.addHook('onClose', async () => controller.abort())
+    // While draining, every response closes its connection: keep-alive clients reconnect
+    // (elsewhere), and the server's close is not held up by idle keep-alive sockets.
+    app.addHook('onSend', async (_request, reply) => {
+      if (lifecycle.draining) reply.header('connection', 'close')
+    })
   },
   { name: 'lifecycle' },
 )

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { chmodSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
@@ -19,9 +19,14 @@ interface TestHost {
   comment(...message: unknown[]): void
 }
 
-/** A scratch directory removed by the OS's tmp cleaning, not by the test. */
+/**
+ * A scratch directory, left for the OS's tmp cleaning. World-readable: when tests run as root,
+ * the embedded PostgreSQL runs as the `postgres` user and must reach a data directory inside.
+ */
 export function scratchDirectory(prefix = 'bulk-io-test-'): string {
-  return mkdtempSync(path.join(tmpdir(), prefix))
+  const directory = mkdtempSync(path.join(tmpdir(), prefix))
+  chmodSync(directory, 0o755)
+  return directory
 }
 
 /** The service's configuration for a test: quiet, on a free port, with scratch directories. */
@@ -133,7 +138,8 @@ export function startServerProcess(t: TestHost, environment: Record<string, stri
           resolve(found)
         } else if (child.exitCode !== null || child.signalCode !== null) {
           finish()
-          reject(new Error(`server exited before the expected log line; stderr: ${stderr}`))
+          const last = JSON.stringify(logs.slice(-3))
+          reject(new Error(`server exited before the expected log line; stderr: ${stderr}; last logs: ${last}`))
         }
       }
       const timer = setTimeout(() => {

@@ -19,11 +19,14 @@ function presentedKey(request: FastifyRequest): string | undefined {
  */
 export default fp(
   async (app) => {
-    // Documented whether or not keys are configured: openapi.yaml is the same everywhere.
+    // Documented whether or not keys are configured, so openapi.yaml is the same everywhere:
+    // /api/* needs a key, /metrics may (METRICS_AUTH), everything else is open.
+    const apiKey: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }]
     app.addHook('onRoute', (route) => {
-      if (route.url.startsWith('/api/') && route.schema && !route.schema.hide) {
-        route.schema.security ??= [{ bearerAuth: [] }, { apiKeyHeader: [] }]
-      }
+      if (!route.schema || route.schema.hide) return
+      if (route.url.startsWith('/api/')) route.schema.security ??= apiKey
+      else if (route.url === '/metrics') route.schema.security ??= [...apiKey, {}]
+      else route.schema.security ??= []
     })
 
     const keys = app.config.API_KEYS.split(',').filter(Boolean).map(digest)

@@ -96,7 +96,7 @@ function documentCommonErrors(route: RouteOptions): void {
   if (schema.body || schema.querystring || schema.params || schema.headers) {
     response[400] ??= problemResponse('The request does not match the schema; `errors` lists every failing field.')
   }
-  if (route.url.startsWith('/api/')) {
+  if (route.url.startsWith('/api/') || route.url === '/metrics') {
     response[401] ??= problemResponse('An API key is required (only when the service has API_KEYS set).')
   }
   response[500] ??= problemResponse('Unexpected failure; the body is generic, the log line has the details.')

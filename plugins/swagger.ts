@@ -20,6 +20,7 @@ export default fp(
             'Load and extract users, articles and comments in bulk: async import jobs with per-record errors, streaming and async exports. Errors are RFC 9457 problem details (application/problem+json).',
           license: { name: 'UNLICENSED', identifier: 'UNLICENSED' },
         },
+        servers: [{ url: '/', description: 'The service that serves this document' }],
         tags: [
           { name: 'probes', description: 'Health, readiness and liveness for orchestrators.' },
           { name: 'observability', description: 'Prometheus metrics.' },

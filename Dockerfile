@@ -1,0 +1,26 @@
+# The service image: Node.js 24 runs the TypeScript sources directly (type stripping).
+FROM node:24-bookworm-slim
+
+ENV NODE_ENV=production
+WORKDIR /app
+
+COPY package.json package-lock.json ./
+# Production dependencies only; optional ones are the embedded PostgreSQL's binaries, which a
+# container (given DATABASE_URL) does not need.
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
+
+COPY app ./app
+COPY db ./db
+COPY plugins ./plugins
+COPY routes ./routes
+COPY schemas ./schemas
+
+RUN mkdir -p /data/imports /data/exports && chown -R node:node /data
+USER node
+ENV IMPORT_DIR=/data/imports EXPORT_DIR=/data/exports HTTP_PORT=8080
+EXPOSE 8080
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+CMD ["node", "app/server.ts"]

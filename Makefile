@@ -1,0 +1,86 @@
+# Every target installs dependencies first when they are missing (npm ci). npm brings Node.js 24
+# (the `node` devDependency); this PATH puts it, and every other tool of node_modules, first.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+SHELL := /bin/bash
+DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
+
+.DEFAULT_GOAL := help
+.PHONY: deps help dev stop run build test test-api test-coverage fmt lint vet check generate openapi \
+	migrate-up migrate-down db-reset db-shell clean clean-all
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+dev: deps ## Develop: the compose stack when Docker answers, else the service on the embedded PostgreSQL, reloading on change
+ifeq ($(DOCKER_UP),yes)
+	@echo "make dev: a Docker engine answers: starting the compose stack (service + PostgreSQL 17) on http://localhost:8080"
+	docker compose up --build
+else
+	@echo "make dev: no Docker engine: running the service on the embedded PostgreSQL (.data/postgres), reloading on change"
+	node --watch-path=app --watch-path=plugins --watch-path=routes --watch-path=db --watch-path=schemas app/server.ts | pino-pretty
+endif
+
+stop: deps ## Stop the compose stack and the embedded PostgreSQL left running
+ifeq ($(DOCKER_UP),yes)
+	docker compose down
+endif
+	node db/cli.ts stop
+
+run: deps ## Run the service in the foreground (JSON logs; embedded PostgreSQL unless DATABASE_URL is set)
+	npm start
+
+build: deps vet ## Check everything a deployment needs: types and generated files (Node runs the TypeScript sources; there is nothing to compile)
+	node scripts/generated-files.ts --check
+
+test: deps vet ## Type-check, then run every test (TEST_DATABASE_URL, else an embedded PostgreSQL)
+	tap
+
+test-api: deps ## Run only the tests that start the real server process and talk HTTP to it
+	tap test/app/
+
+test-coverage: deps ## Run every test with a coverage report (text, and HTML in coverage/)
+	tap --coverage-report=text --coverage-report=html
+
+fmt: deps ## Format the code and sort imports (Biome)
+	biome check --write .
+
+lint: deps ## Lint the code (Biome) and openapi.yaml (Redocly)
+	biome check .
+	redocly lint openapi.yaml
+
+vet: deps ## Type-check (tsc --noEmit)
+	tsc -p .
+
+check: lint vet ## Lint, type-check and verify that generated files are current
+	node scripts/generated-files.ts --check
+
+generate: deps ## Regenerate openapi.yaml, .env.example and the README's configuration table
+	node scripts/generated-files.ts
+
+openapi: generate ## Regenerate openapi.yaml from the TypeBox schemas (with the other generated files)
+
+migrate-up: deps ## Apply pending migrations (DATABASE_URL, else the embedded PostgreSQL)
+	node db/cli.ts up
+
+migrate-down: deps ## Revert the newest migration
+	node db/cli.ts down
+
+db-reset: deps ## Revert every migration and apply them again: ALL DATA IS DELETED
+	node db/cli.ts reset
+
+db-shell: deps ## Open psql on the database (DATABASE_URL, else the embedded PostgreSQL)
+	node db/cli.ts shell
+
+clean: ## Remove test and coverage output
+	rm -rf .tap coverage .data/test .data/test-postgres
+
+clean-all: clean stop ## Also remove node_modules, the embedded database's data and the import/export directories
+	rm -rf node_modules .data imports exports

@@ -20,7 +20,10 @@ async function withDatabase(task: (url: string) => Promise<void>): Promise<void>
   let embedded: EmbeddedPostgres | undefined
   let url = config.DATABASE_URL
   if (!url) {
-    embedded = await startEmbeddedPostgres({ directory: config.EMBEDDED_DATABASE_DIR, port: config.EMBEDDED_DATABASE_PORT })
+    embedded = await startEmbeddedPostgres({
+      directory: config.EMBEDDED_DATABASE_DIR,
+      port: config.EMBEDDED_DATABASE_PORT,
+    })
     console.error(`embedded PostgreSQL in ${config.EMBEDDED_DATABASE_DIR} on 127.0.0.1:${embedded.port}`)
     url = embedded.url
   }
@@ -64,7 +67,9 @@ const commands: Record<string, () => Promise<void>> = {
   stop: async () => {
     const { EMBEDDED_DATABASE_DIR } = loadConfig()
     const stopped = await stopEmbeddedPostgres(EMBEDDED_DATABASE_DIR)
-    console.log(stopped ? `stopped the embedded PostgreSQL in ${EMBEDDED_DATABASE_DIR}` : 'no embedded PostgreSQL was running')
+    console.log(
+      stopped ? `stopped the embedded PostgreSQL in ${EMBEDDED_DATABASE_DIR}` : 'no embedded PostgreSQL was running',
+    )
   },
 }
 

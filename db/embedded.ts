@@ -44,7 +44,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const directory = path.resolve(options.directory)
   const running = await runningServer(directory)
   if (running) {
-    return { url: urlFor(running.port), port: running.port, startedHere: false, stop: async () => {}, release: () => {} }
+    return {
+      url: urlFor(running.port),
+      port: running.port,
+      startedHere: false,
+      stop: async () => {},
+      release: () => {},
+    }
   }
   const port = options.port || (await freePort())
   const output: string[] = []
@@ -76,7 +82,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } catch (error) {
     let reason = error instanceof Error ? error.message.trim() : output.slice(-8).join(' | ')
     if (/permission denied/i.test(reason) && process.getuid?.() === 0) {
-      reason += ' (as root, PostgreSQL runs as the OS user `postgres`: every parent directory of the data directory must be searchable by it, e.g. `chmod o+x`, or choose another EMBEDDED_DATABASE_DIR)'
+      reason +=
+        ' (as root, PostgreSQL runs as the OS user `postgres`: every parent directory of the data directory must be searchable by it, e.g. `chmod o+x`, or choose another EMBEDDED_DATABASE_DIR)'
     }
     throw new Error(`embedded PostgreSQL did not start in ${directory}: ${reason}`, { cause: error })
   }

@@ -54,5 +54,7 @@ export default fp(
       )
     })
   },
-  { name: 'auth', dependencies: ['config', 'problem-details'] },
+  // After request-id and metrics, whose onRequest hooks must run before this one can answer 401:
+  // a rejected request still echoes its X-Request-Id and is still counted.
+  { name: 'auth', dependencies: ['config', 'problem-details', 'request-id', 'metrics'] },
 )

@@ -37,7 +37,11 @@ const problemTypeTable: Region = {
 /** The OpenAPI document exactly as the service serves it at /docs/yaml. */
 export async function renderOpenApi(): Promise<string> {
   // No database is touched: connections open lazily and nothing here queries.
-  const config = loadConfig({ LOG_LEVEL: 'silent', IMPORT_DIR: '/tmp/bulk-io-openapi', EXPORT_DIR: '/tmp/bulk-io-openapi' })
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    IMPORT_DIR: '/tmp/bulk-io-openapi',
+    EXPORT_DIR: '/tmp/bulk-io-openapi',
+  })
   const app = await buildApp({ config, database: { url: 'postgres://127.0.0.1:1/unused', mode: 'external' } })
   try {
     await app.ready()
@@ -83,7 +87,8 @@ export function renderConfigTable(): string {
 /** docs/api.md's table of problem types. */
 export function renderProblemTypes(): string {
   const rows = Object.entries(problemTypes).map(
-    ([code, { status, title }]) => `| ${status} | \`${code}\` | \`${problemTypeUri(code as keyof typeof problemTypes)}\` | ${title} |`,
+    ([code, { status, title }]) =>
+      `| ${status} | \`${code}\` | \`${problemTypeUri(code as keyof typeof problemTypes)}\` | ${title} |`,
   )
   return ['| status | code | type | title |', '|---|---|---|---|', ...rows].join('\n')
 }
@@ -122,5 +127,7 @@ if (import.meta.main) {
     console.error(`generated files out of date: ${drifted.join(', ')} (run \`make generate\`)`)
     process.exit(1)
   }
-  console.log(drifted.length ? `${check ? 'drifted' : 'wrote'}: ${drifted.join(', ')}` : 'generated files are up to date')
+  console.log(
+    drifted.length ? `${check ? 'drifted' : 'wrote'}: ${drifted.join(', ')}` : 'generated files are up to date',
+  )
 }

@@ -70,7 +70,10 @@ export interface TestAppOptions {
  */
 export async function buildTestApp(t: TestHost, options: TestAppOptions = {}): Promise<FastifyInstance> {
   const url = options.databaseUrl ?? (await createTestDatabase(t))
-  const app = await buildApp({ config: testConfig(options.environment), database: { url, mode: 'external' } }, options.logger)
+  const app = await buildApp(
+    { config: testConfig(options.environment), database: { url, mode: 'external' } },
+    options.logger,
+  )
   t.teardown(() => app.close())
   await options.beforeReady?.(app)
   await app.ready()

@@ -43,7 +43,9 @@ t.test('without DATABASE_URL: starts the embedded PostgreSQL, serves, and stops 
   const directory = path.join(scratchDirectory(), 'postgres')
   t.teardown(() => stopEmbeddedPostgres(directory))
   const server = startServerProcess(t, { EMBEDDED_DATABASE_DIR: directory, ...fileDirectories() })
-  const started = await server.waitForLog((line) => /^embedded PostgreSQL started on 127\.0\.0\.1:\d+/.test(String(line.msg)))
+  const started = await server.waitForLog((line) =>
+    /^embedded PostgreSQL started on 127\.0\.0\.1:\d+/.test(String(line.msg)),
+  )
   t.match(started, { directory, port: Number })
   const address = await listeningAddress(server)
   await server.waitForLog((line) => line.msg === 'ready')
@@ -68,7 +70,9 @@ t.test('after a kill -9, the next start reuses the embedded PostgreSQL left runn
   t.ok(orphan, 'PostgreSQL outlives a killed service')
 
   const second = startServerProcess(t, { EMBEDDED_DATABASE_DIR: directory, ...fileDirectories() })
-  await second.waitForLog((line) => String(line.msg).includes('was already running') && String(line.msg).includes('reusing it'))
+  await second.waitForLog(
+    (line) => String(line.msg).includes('was already running') && String(line.msg).includes('reusing it'),
+  )
   const address = await listeningAddress(second)
   await second.waitForLog((line) => line.msg === 'ready')
   t.equal((await fetch(`${address}/ready`)).status, 200)
@@ -93,31 +97,34 @@ t.test('a shutdown that outlasts SHUTDOWN_TIMEOUT_MS exits 1', async (t) => {
   t.ok(server.logs.some((line) => String(line.msg).includes('killed by timeout')))
 })
 
-t.test('during a drain, /ready turns 503 at once, in-flight requests finish, then connections are refused', async (t) => {
-  let release: () => void = () => {}
-  const held = new Promise<void>((resolve) => {
-    release = resolve
-  })
-  const app = await buildTestApp(t, {
-    beforeReady: (app) => {
-      app.get('/fixture/slow', async () => {
-        await held
-        return { finished: true }
-      })
-    },
-  })
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  const inFlight = fetch(`${address}/fixture/slow`)
-  await new Promise((resolve) => setTimeout(resolve, 100)) // the request is now in the handler
+t.test(
+  'during a drain, /ready turns 503 at once, in-flight requests finish, then connections are refused',
+  async (t) => {
+    let release: () => void = () => {}
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const app = await buildTestApp(t, {
+      beforeReady: (app) => {
+        app.get('/fixture/slow', async () => {
+          await held
+          return { finished: true }
+        })
+      },
+    })
+    const address = await app.listen({ host: '127.0.0.1', port: 0 })
+    const inFlight = fetch(`${address}/fixture/slow`)
+    await new Promise((resolve) => setTimeout(resolve, 100)) // the request is now in the handler
 
-  const drained = drain(app, { reason: 'test', drainDelayMs: 500 })
-  const ready = await fetch(`${address}/ready`)
-  t.equal(ready.status, 503, 'not ready while draining')
-  t.match(await ready.json(), { reason: 'draining' })
-  setTimeout(release, 700) // finish the slow request after the server stopped accepting
-  const response = await inFlight
-  t.equal(response.status, 200)
-  t.same(await response.json(), { finished: true })
-  await drained
-  await t.rejects(fetch(`${address}/live`), 'no new connections after the drain')
-})
+    const drained = drain(app, { reason: 'test', drainDelayMs: 500 })
+    const ready = await fetch(`${address}/ready`)
+    t.equal(ready.status, 503, 'not ready while draining')
+    t.match(await ready.json(), { reason: 'draining' })
+    setTimeout(release, 700) // finish the slow request after the server stopped accepting
+    const response = await inFlight
+    t.equal(response.status, 200)
+    t.same(await response.json(), { finished: true })
+    await drained
+    await t.rejects(fetch(`${address}/live`), 'no new connections after the drain')
+  },
+)

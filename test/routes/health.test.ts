@@ -1,10 +1,10 @@
 import postgres from 'postgres'
 import t from 'tap'
+import { buildApp } from '../../app/app.ts'
+import { connect } from '../../db/connection.ts'
+import { migrateDown } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 import { buildTestApp, testConfig } from '../helper.ts'
-import { buildApp } from '../../app/app.ts'
-import { migrateDown } from '../../db/migrator.ts'
-import { connect } from '../../db/connection.ts'
 
 const problemType = (code: string) => `urn:bulk-io:problem:${code.replaceAll('_', '-')}`
 

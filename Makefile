@@ -1,5 +1,5 @@
 # Every target installs dependencies first when they are missing (npm ci). npm brings Node.js 24
-# (the `node` devDependency); this PATH puts it, and every other tool of node_modules, first.
+# (the `node` package); this PATH puts it, and every other tool of node_modules, first.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
@@ -7,14 +7,21 @@ SHELL := /bin/bash
 DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
 
 .DEFAULT_GOAL := help
-.PHONY: deps help dev stop run build test test-api test-coverage fmt lint vet check generate openapi \
+.PHONY: deps runtime-deps help dev stop run build test test-api test-coverage fmt lint vet check generate openapi \
 	migrate-up migrate-down db-reset db-shell clean clean-all
 
-node_modules/.package-lock.json: package.json package-lock.json
+# Two levels of install: running the service needs only the production dependencies (with the
+# `node` optional dependency that brings Node.js 24), which is quick; tests and tools need all.
+node_modules/.installed-all: package.json package-lock.json
 	npm ci --no-audit --no-fund
+	@touch node_modules/.installed-runtime $@
+
+node_modules/.installed-runtime: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund
 	@touch $@
 
-deps: node_modules/.package-lock.json
+deps: node_modules/.installed-all
+runtime-deps: node_modules/.installed-runtime
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,13 +35,13 @@ else
 	node --watch-path=app --watch-path=plugins --watch-path=routes --watch-path=db --watch-path=schemas app/server.ts | pino-pretty
 endif
 
-stop: deps ## Stop the compose stack and the embedded PostgreSQL left running
+stop: runtime-deps ## Stop the compose stack and the embedded PostgreSQL left running
 ifeq ($(DOCKER_UP),yes)
 	docker compose down
 endif
 	node db/cli.ts stop
 
-run: deps ## Run the service in the foreground (JSON logs; embedded PostgreSQL unless DATABASE_URL is set)
+run: runtime-deps ## Run the service in the foreground (JSON logs; embedded PostgreSQL unless DATABASE_URL is set)
 	npm start
 
 build: deps vet ## Check everything a deployment needs: types and generated files (Node runs the TypeScript sources; there is nothing to compile)
@@ -67,16 +74,16 @@ generate: deps ## Regenerate openapi.yaml, .env.example and the README's configu
 
 openapi: generate ## Regenerate openapi.yaml from the TypeBox schemas (with the other generated files)
 
-migrate-up: deps ## Apply pending migrations (DATABASE_URL, else the embedded PostgreSQL)
+migrate-up: runtime-deps ## Apply pending migrations (DATABASE_URL, else the embedded PostgreSQL)
 	node db/cli.ts up
 
-migrate-down: deps ## Revert the newest migration
+migrate-down: runtime-deps ## Revert the newest migration
 	node db/cli.ts down
 
-db-reset: deps ## Revert every migration and apply them again: ALL DATA IS DELETED
+db-reset: runtime-deps ## Revert every migration and apply them again: ALL DATA IS DELETED
 	node db/cli.ts reset
 
-db-shell: deps ## Open psql on the database (DATABASE_URL, else the embedded PostgreSQL)
+db-shell: runtime-deps ## Open psql on the database (DATABASE_URL, else the embedded PostgreSQL)
 	node db/cli.ts shell
 
 clean: ## Remove test and coverage output

@@ -51,7 +51,7 @@ test: deps vet ## Type-check, then run every test (TEST_DATABASE_URL, else an em
 	tap
 
 test-api: deps ## Run only the tests that start the real server process and talk HTTP to it
-	tap test/app/
+	tap test/app/*.test.ts
 
 test-coverage: deps ## Run every test with a coverage report (text, and HTML in coverage/)
 	tap --coverage-report=text --coverage-report=html

@@ -20,13 +20,11 @@ function presentedKey(request: FastifyRequest): string | undefined {
 export default fp(
   async (app) => {
     // Documented whether or not keys are configured, so openapi.yaml is the same everywhere:
-    // /api/* needs a key, /metrics may (METRICS_AUTH), everything else is open.
+    // /api/* needs a key, everything else is open unless its schema says otherwise (/metrics).
     const apiKey: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }]
     app.addHook('onRoute', (route) => {
       if (!route.schema || route.schema.hide) return
-      if (route.url.startsWith('/api/')) route.schema.security ??= apiKey
-      else if (route.url === '/metrics') route.schema.security ??= [...apiKey, {}]
-      else route.schema.security ??= []
+      route.schema.security ??= route.url.startsWith('/api/') ? apiKey : []
     })
 
     const keys = app.config.API_KEYS.split(',').filter(Boolean).map(digest)

@@ -30,6 +30,8 @@ export default fp(
           tags: ['observability'],
           operationId: 'getMetrics',
           summary: 'Prometheus metrics in the text exposition format',
+          // Open, unless METRICS_AUTH=true: then one of the API keys (plugins/auth.ts).
+          security: [{ bearerAuth: [] }, { apiKeyHeader: [] }, {}],
           response: {
             200: {
               description: 'Metrics in the Prometheus text exposition format (version 0.0.4).',

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import { connect } from '../../db/connection.ts'
+import { isDatabaseUnavailable } from '../../db/errors.ts'
 import { pingDatabase } from '../../db/health.ts'
 import packageJson from '../../package.json' with { type: 'json' }
 import { ref } from '../../schemas/common.ts'
@@ -27,17 +28,34 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // The probes get a connection of their own: a pool saturated by bulk work must not make the
   // database look down and take the instance out of rotation.
-  const probe = connect(app.database.url, {
-    max: 1,
-    connectTimeoutSeconds: Math.max(1, Math.ceil(app.config.HEALTH_TIMEOUT_MS / 1000)),
-    applicationName: 'bulk-io probe',
-  })
+  const openProbe = () =>
+    connect(app.database.url, {
+      max: 1,
+      connectTimeoutSeconds: Math.max(1, Math.ceil(app.config.HEALTH_TIMEOUT_MS / 1000)),
+      applicationName: 'bulk-io probe',
+    })
+  let probe = openProbe()
   app.addHook('onClose', async () => probe.close(1))
+
+  async function ping() {
+    try {
+      return await pingDatabase(probe.sql, app.config.HEALTH_TIMEOUT_MS)
+    } catch (error) {
+      // A failed probe connection is replaced, never reused: after an outage postgres.js can
+      // report a dead connection's error once more, or keep a broken connection for good.
+      const failed = probe
+      probe = openProbe()
+      void failed.close(0).catch(() => {})
+      // A lost connection is retried once on the fresh one; a timeout is not (it would double).
+      if (!isDatabaseUnavailable(error)) throw error
+      return await pingDatabase(probe.sql, app.config.HEALTH_TIMEOUT_MS)
+    }
+  }
 
   async function checkDatabase(): Promise<DatabaseCheck> {
     const mode = app.database.mode
     try {
-      const { latencyMs, serverVersion } = await pingDatabase(probe.sql, app.config.HEALTH_TIMEOUT_MS)
+      const { latencyMs, serverVersion } = await ping()
       return { status: 'up', mode, latency_ms: latencyMs, server_version: serverVersion }
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)

@@ -15,7 +15,10 @@ function addFixtureRoutes(app: FastifyInstance): void {
     '/fixture/items',
     {
       schema: {
-        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.Integer({ minimum: 1 })) },
+          { additionalProperties: false },
+        ),
         body: Type.Object(
           {
             name: Type.String({ minLength: 1 }),
@@ -138,7 +141,11 @@ t.test('a malformed JSON body answers a 400 bad_request problem', async (t) => {
 
 t.test('a body over BODY_LIMIT_BYTES answers a 413 problem', async (t) => {
   const app = await buildTestApp(t, { beforeReady: addFixtureRoutes, environment: { BODY_LIMIT_BYTES: '2048' } })
-  const small = await app.inject({ method: 'POST', url: '/fixture/items', payload: { name: 'x'.repeat(1900), count: 1, role: 'admin' } })
+  const small = await app.inject({
+    method: 'POST',
+    url: '/fixture/items',
+    payload: { name: 'x'.repeat(1900), count: 1, role: 'admin' },
+  })
   t.equal(small.statusCode, 200, 'a body just under the limit is accepted')
 
   const response = await app.inject({

@@ -6,8 +6,9 @@ import { connect, type DatabaseConnection } from '../../db/connection.ts'
 import { migrateDown, migrateToLatest, pendingMigrations } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 
-const migration = '0001_resource_tables'
+const migrations = ['0001_resource_tables', '0002_import_jobs']
 const resourceTables = ['articles', 'comments', 'users']
+const allTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
 
 /** A connection to a new, empty database of this test (dropped after it). */
 async function emptyDatabase(t: Test): Promise<DatabaseConnection> {
@@ -49,11 +50,11 @@ async function insertUser(sql: postgres.Sql, email = 'ada@example.com', role = '
 
 t.test('on an empty database, migrateToLatest creates users, articles and comments', async (t) => {
   const { sql, db } = await emptyDatabase(t)
-  t.same(await pendingMigrations(db), [migration])
+  t.same(await pendingMigrations(db), migrations)
   t.same(await tables(sql), [])
 
-  t.same(await migrateToLatest(db), [migration])
-  t.same(await tables(sql), resourceTables)
+  t.same(await migrateToLatest(db), migrations)
+  t.same(await tables(sql), allTables)
   t.same(await pendingMigrations(db), [])
   t.same(await migrateToLatest(db), [], 'a second run has nothing to do')
 })
@@ -186,17 +187,19 @@ t.test('a plain COPY of the SPEC §1 users columns loads rows', async (t) => {
   ])
 })
 
-t.test('migrateDown drops the tables, and migrateToLatest brings them back', async (t) => {
+t.test('migrateDown reverts one migration at a time, and migrateToLatest brings them back', async (t) => {
   const { sql, db } = await emptyDatabase(t)
   await migrateToLatest(db)
   await insertUser(sql)
 
-  t.same(await migrateDown(db), [migration])
+  t.same(await migrateDown(db), ['0002_import_jobs'])
+  t.same(await tables(sql), resourceTables)
+  t.same(await migrateDown(db), ['0001_resource_tables'])
   t.same(await tables(sql), [])
-  t.same(await pendingMigrations(db), [migration])
+  t.same(await pendingMigrations(db), migrations)
   t.same(await migrateDown(db), [], 'nothing left to revert')
 
-  t.same(await migrateToLatest(db), [migration])
-  t.same(await tables(sql), resourceTables)
+  t.same(await migrateToLatest(db), migrations)
+  t.same(await tables(sql), allTables)
   t.same(await sql`select count(*)::int as n from users`, [{ n: 0 }], 'the tables start empty again')
 })

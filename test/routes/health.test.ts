@@ -2,7 +2,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { buildApp } from '../../app/app.ts'
 import { connect } from '../../db/connection.ts'
-import { migrateDown } from '../../db/migrator.ts'
+import { migrateToZero } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 import { buildTestApp, testConfig } from '../helper.ts'
 
@@ -88,7 +88,7 @@ t.test('with MIGRATE_ON_START=false, /ready stays 503 until the pending migratio
   const url = await createTestDatabase(t)
   const outside = connect(url, { max: 1 })
   t.teardown(() => outside.close())
-  await migrateDown(outside.db)
+  await migrateToZero(outside.db)
 
   const app = await buildTestApp(t, { databaseUrl: url, environment: { MIGRATE_ON_START: 'false' } })
   t.equal(app.migrations.ready, false)

@@ -72,7 +72,9 @@ export async function startService(config: Config, logger: Logger = createLogger
   logger.info({ address, elapsed_ms: elapsedMs() }, 'listening; /ready answers 200 once the schema is current')
 
   const schemaReady = running.migrations.bringUpToDate().then(() => {
-    if (running.migrations.ready) logger.info({ startup_ms: elapsedMs() }, 'ready')
+    if (!running.migrations.ready) return
+    running.jobs.start()
+    logger.info({ startup_ms: elapsedMs(), runs_jobs: config.RUN_JOBS }, 'ready')
   })
 
   let stopping: Promise<void> | undefined

@@ -11,3 +11,79 @@ export interface ArticlesTable {
   published_at: ColumnType<Date | null, string | null | undefined, string | null>
   status: 'draft' | 'published'
 }
+
+/**
+ * The articles upsert (see db/upsert.ts). Parameters: ord, id, slug, title, body, author_id,
+ * tags (each an array literal), published_at, status, published_at presence (arrays), then the
+ * ordinal range. The natural key is the slug. The author must exist (foreign_key_violation), and
+ * the row as stored after the record must not be a draft with published_at (invalid_state).
+ */
+export const articlesUpsert = {
+  text: `
+with input as materialized (
+  select * from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::timestamptz[], $9::text[], $10::boolean[])
+    as r(ord, id, slug, title, body, author_id, tags, published_at, status, has_published_at)
+  where r.ord >= $11 and r.ord < $12
+),
+located as materialized (
+  select r.*, by_id.slug as id_row_slug, by_id.published_at as id_row_published_at,
+    by_slug.id as slug_owner, by_slug.published_at as slug_row_published_at,
+    exists (select 1 from users u where u.id = r.author_id) as author_exists
+  from input r
+  left join lateral (select a.slug, a.published_at from articles a where a.id = r.id limit 1) by_id on true
+  left join lateral (select a.id, a.published_at from articles a where a.slug = r.slug limit 1) by_slug on true
+),
+keyed as materialized (
+  select l.*, l.id_row_slug is not null as id_exists, coalesce(l.id, l.slug_owner) as target,
+    l.id_row_slug as old_slug,
+    case when l.has_published_at then l.published_at
+      when l.id is not null then l.id_row_published_at
+      else l.slug_row_published_at end as final_published_at
+  from located l
+),
+blocked as (
+  select least(
+    (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
+    (select min(ord) from (select ord, row_number() over (partition by slug order by ord) as n from keyed) t where n > 1),
+    (select min(greatest(a.ord, b.ord)) from keyed a join keyed b on b.slug = a.old_slug and a.ord <> b.ord)
+  ) as at
+),
+decided as materialized (
+  select k.*, case
+      when k.slug_owner is not null and k.slug_owner is distinct from k.target then 'unique_violation'
+      when not k.author_exists then 'foreign_key_violation'
+      when k.status = 'draft' and k.final_published_at is not null then 'invalid_state'
+      when k.id_exists or (k.id is null and k.slug_owner is not null) then 'update'
+      else 'insert'
+    end as action
+  from keyed k
+  where k.ord < coalesce((select at from blocked), 2147483647)
+),
+updated as (
+  update articles a set slug = d.slug, title = d.title, body = d.body, author_id = d.author_id,
+    tags = coalesce(d.tags::text[], a.tags),
+    published_at = d.final_published_at,
+    status = d.status
+  from decided d
+  where d.action = 'update' and a.id = d.target
+  returning 1
+),
+inserted as (
+  insert into articles (id, slug, title, body, author_id, tags, published_at, status)
+  select coalesce(d.target, gen_random_uuid()), d.slug, d.title, d.body, d.author_id,
+    coalesce(d.tags::text[], '{}'), d.final_published_at, d.status
+  from decided d
+  where d.action = 'insert'
+  returning 1
+)
+select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
+  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action,
+      'field', case action when 'unique_violation' then 'slug' when 'foreign_key_violation' then 'author_id' else 'published_at' end,
+      'value', case action when 'unique_violation' then slug when 'foreign_key_violation' then author_id::text else final_published_at::text end,
+      'message', case action when 'unique_violation' then 'another article already has this slug'
+        when 'foreign_key_violation' then 'no user has this id'
+        else 'a draft must not have published_at (the stored article has one)' end)
+      order by ord)
+    from decided where action not in ('insert', 'update')), '[]') as errors,
+  (select at from blocked) as next`,
+}

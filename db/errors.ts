@@ -32,3 +32,18 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof code !== 'string') return false
   return connectionErrorCodes.has(code) || isUnavailableSqlState(code)
 }
+
+/** Deadlock or serialization failure: the transaction can simply be run again. */
+export function isTransientConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return code === '40001' || code === '40P01'
+}
+
+/**
+ * A statement refused because of the data it was given (SQLSTATE class 22, data exception, or
+ * 23, integrity constraint violation): some record of the batch is at fault, not the database.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
+}

@@ -10,3 +10,67 @@ export interface UsersTable {
   created_at: ColumnType<Date, string | undefined, string>
   updated_at: ColumnType<Date, string | undefined, string>
 }
+
+/**
+ * The users upsert (see db/upsert.ts). Parameters: ord, id, email, name, role, active,
+ * created_at, updated_at (arrays), then the ordinal range. A record with an id targets that row;
+ * one without targets the row with its email (case-insensitive). An email that belongs to
+ * another row is a unique_violation. Updates keep absent fields, except updated_at: now().
+ */
+export const usersUpsert = {
+  text: `
+with input as materialized (
+  select * from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
+    as r(ord, id, email, name, role, active, created_at, updated_at)
+  where r.ord >= $9 and r.ord < $10
+),
+located as materialized (
+  select r.*, lower(r.email) as email_key, by_id.email as id_row_email, by_email.id as email_owner
+  from input r
+  left join lateral (select u.email from users u where u.id = r.id limit 1) by_id on true
+  left join lateral (select u.id from users u where lower(u.email) = lower(r.email) limit 1) by_email on true
+),
+keyed as materialized (
+  select l.*, l.id_row_email is not null as id_exists, coalesce(l.id, l.email_owner) as target,
+    lower(l.id_row_email) as old_email
+  from located l
+),
+blocked as (
+  select least(
+    (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
+    (select min(ord) from (select ord, row_number() over (partition by email_key order by ord) as n from keyed) t where n > 1),
+    (select min(greatest(a.ord, b.ord)) from keyed a join keyed b on b.email_key = a.old_email and a.ord <> b.ord)
+  ) as at
+),
+decided as materialized (
+  select k.*, case
+      when k.email_owner is not null and k.email_owner is distinct from k.target then 'unique_violation'
+      when k.id_exists or (k.id is null and k.email_owner is not null) then 'update'
+      else 'insert'
+    end as action
+  from keyed k
+  where k.ord < coalesce((select at from blocked), 2147483647)
+),
+updated as (
+  update users u set email = d.email, name = d.name, role = d.role,
+    active = coalesce(d.active, u.active),
+    created_at = coalesce(d.created_at, u.created_at),
+    updated_at = coalesce(d.updated_at, now())
+  from decided d
+  where d.action = 'update' and u.id = d.target
+  returning 1
+),
+inserted as (
+  insert into users (id, email, name, role, active, created_at, updated_at)
+  select coalesce(d.target, gen_random_uuid()), d.email, d.name, d.role, coalesce(d.active, true),
+    coalesce(d.created_at, now()), coalesce(d.updated_at, now())
+  from decided d
+  where d.action = 'insert'
+  returning 1
+)
+select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
+  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'email', 'value', email,
+      'message', 'another user already has this email') order by ord)
+    from decided where action = 'unique_violation'), '[]') as errors,
+  (select at from blocked) as next`,
+}

@@ -24,6 +24,7 @@ export default fp(
         tags: [
           { name: 'probes', description: 'Health, readiness and liveness for orchestrators.' },
           { name: 'observability', description: 'Prometheus metrics.' },
+          { name: 'imports', description: 'Async import jobs: uploads and URLs, per-record errors, failed records.' },
         ],
         components: {
           securitySchemes: {
@@ -31,6 +32,15 @@ export default fp(
             apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'One of the API_KEYS.' },
           },
         },
+      },
+      // An upload route streams its multipart body (no validation schema can apply to a stream):
+      // its route config names the schema that documents the form, added here for the document.
+      transform: ({ schema, url, route }) => {
+        const multipartBody = (route.config as { multipartBody?: { $id?: string } } | undefined)?.multipartBody
+        if (!multipartBody?.$id || !schema) return { schema, url }
+        const body = (schema.body ?? { content: {} }) as { content: Record<string, unknown> }
+        const content = { 'multipart/form-data': { schema: { $ref: multipartBody.$id } }, ...body.content }
+        return { schema: { ...schema, body: { ...body, content } }, url }
       },
       // Shared schemas keep their $id as their name under components.schemas.
       refResolver: {

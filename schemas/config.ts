@@ -73,6 +73,86 @@ export const ConfigSchema = Type.Object({
     minLength: 1,
     description: 'Directory for finished export files (created at start-up; instances may share it).',
   }),
+  WORKER_POOL_SIZE: Type.Integer({
+    default: 10,
+    minimum: 1,
+    maximum: 1000,
+    description: 'Import jobs this process runs at once (each claims its job with a lease).',
+  }),
+  BATCH_SIZE: Type.Integer({
+    default: 1000,
+    minimum: 1,
+    maximum: 100_000,
+    description: 'Records per batch: one upsert statement and one transaction each.',
+  }),
+  IMPORT_THREADS: Type.Integer({
+    default: 0,
+    minimum: 0,
+    maximum: 256,
+    description: 'Worker threads that parse and validate import batches; 0: one per CPU core.',
+  }),
+  RUN_JOBS: Type.Boolean({
+    default: true,
+    description: 'Run import jobs in this process; false makes an API-only instance (others run the jobs).',
+  }),
+  JOB_LEASE_SECONDS: Type.Integer({
+    default: 30,
+    minimum: 2,
+    maximum: 600,
+    description:
+      'Lease of a running job, renewed while it runs: another process takes the job over this long after its owner died.',
+  }),
+  JOB_POLL_INTERVAL_MS: Type.Integer({
+    default: 1000,
+    minimum: 50,
+    description: 'How often idle runners look for queued jobs and expired leases (new jobs also wake them at once).',
+  }),
+  RECORD_MAX_BYTES: Type.Integer({
+    default: 1_048_576,
+    minimum: 1024,
+    description: 'Largest record (CSV row, NDJSON line, JSON element) read; a larger one is a parse_error.',
+  }),
+  IMPORT_MAX_ERRORS: Type.Integer({
+    default: 1_000_000,
+    minimum: 0,
+    description: 'Per-record errors stored per job; later ones are counted in `failed` but not listed.',
+  }),
+  UPLOAD_MAX_BYTES: Type.Integer({
+    default: 10_737_418_240,
+    minimum: 1,
+    description: 'Largest uploaded import file (10 GiB); a larger upload is refused with 413.',
+  }),
+  IMPORT_URL_MAX_BYTES: Type.Integer({
+    default: 10_737_418_240,
+    minimum: 1,
+    description: 'Largest file an import may download from a URL.',
+  }),
+  IMPORT_URL_TIMEOUT_MS: Type.Integer({
+    default: 600_000,
+    minimum: 100,
+    description: 'Longest time an import may take to download its URL.',
+  }),
+  IMPORT_URL_MAX_REDIRECTS: Type.Integer({
+    default: 5,
+    minimum: 0,
+    maximum: 20,
+    description: 'Redirects an import URL may follow (each hop is checked like the first).',
+  }),
+  IMPORT_URL_ALLOW_PRIVATE: Type.Boolean({
+    default: false,
+    description: 'Allow import URLs that resolve to loopback, private, link-local or metadata addresses.',
+  }),
+  IDEMPOTENCY_TTL_SECONDS: Type.Integer({
+    default: 86_400,
+    minimum: 1,
+    description: 'How long an Idempotency-Key is remembered.',
+  }),
+  IDEMPOTENCY_WAIT_MS: Type.Integer({
+    default: 10_000,
+    minimum: 0,
+    description:
+      'How long a request waits for an in-flight request with the same Idempotency-Key before answering 409.',
+  }),
   BODY_LIMIT_BYTES: Type.Integer({
     default: 1_048_576,
     minimum: 1024,

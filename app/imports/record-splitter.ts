@@ -397,9 +397,14 @@ export class RecordSplitter {
   private flushBatch(): void {
     if (this.spans.length === 0) return
     const last = this.spans[this.spans.length - 1] as RecordSpan
+    // A buffer of its own (never a slice of Node's shared pool), so it can be transferred to a
+    // worker thread without detaching anything else.
+    const chunk = Buffer.allocUnsafeSlow(this.batchBytes)
+    let at = 0
+    for (const piece of this.batchPieces) at += piece.copy(chunk, at)
     this.ready.push({
       spans: this.spans,
-      chunk: Buffer.concat(this.batchPieces, this.batchBytes),
+      chunk,
       starts: Int32Array.from(this.batchStarts),
       endOffset: last.offset + last.length,
       endLine: this.line,

@@ -9,7 +9,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createTable('import_jobs')
     .addColumn('id', 'uuid', (column) => column.primaryKey().defaultTo(sql`gen_random_uuid()`))
     .addColumn('resource', 'text', (column) => column.notNull())
-    .addColumn('format', 'text', (column) => column.notNull())
+    // Null until known: a URL job without a declared format learns it from the download.
+    .addColumn('format', 'text')
     .addColumn('status', 'text', (column) => column.notNull().defaultTo('queued'))
     .addColumn('dry_run', 'boolean', (column) => column.notNull().defaultTo(false))
     .addColumn('source_type', 'text', (column) => column.notNull())
@@ -56,7 +57,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`create index import_jobs_claim_index on import_jobs (created_at) where status in ('queued', 'running')`.execute(
     db,
   )
-  await db.schema.createIndex('import_jobs_list_index').on('import_jobs').columns(['created_at desc', 'id desc']).execute()
+  await db.schema
+    .createIndex('import_jobs_list_index')
+    .on('import_jobs')
+    .columns(['created_at desc', 'id desc'])
+    .execute()
 
   await db.schema
     .createTable('import_errors')

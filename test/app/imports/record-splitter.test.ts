@@ -9,7 +9,11 @@ interface Split {
 }
 
 /** Splits `source`, pushed in pieces of `pieceSize` bytes (Infinity: all at once). */
-function split(source: string | Buffer, options: Partial<SplitterOptions> & Pick<SplitterOptions, 'format'>, pieceSize = Infinity): Split {
+function split(
+  source: string | Buffer,
+  options: Partial<SplitterOptions> & Pick<SplitterOptions, 'format'>,
+  pieceSize = Infinity,
+): Split {
   const bytes = typeof source === 'string' ? Buffer.from(source) : source
   const splitter = new RecordSplitter({ batchRecords: 1000, maxRecordBytes: 1 << 20, ...options })
   const batches: RecordBatch[] = []
@@ -154,7 +158,8 @@ t.test('NDJSON: one record per line; blank and whitespace-only lines are skipped
 })
 
 t.test('JSON: the elements of a top-level array, with the line each starts on', async (t) => {
-  const source = '[\n  {"a": 1, "b": [1, 2, {"c": "]}"}]},\n  {"a": "line\\nbreak \\" quote"},\n  {\n    "a": 3\n  }\n]\n'
+  const source =
+    '[\n  {"a": 1, "b": [1, 2, {"c": "]}"}]},\n  {"a": "line\\nbreak \\" quote"},\n  {\n    "a": 3\n  }\n]\n'
   const { records } = split(source, { format: 'json' })
   t.same(records, [
     [1, 2, '{"a": 1, "b": [1, 2, {"c": "]}"}]}'],

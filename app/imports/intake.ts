@@ -1,0 +1,127 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import path from 'node:path'
+import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { FastifyRequest } from 'fastify'
+import { ProblemError } from '../../plugins/problem-details.ts'
+import { importFormats, importResourceNames } from '../../schemas/imports.ts'
+import type { InvalidParam } from '../../schemas/problem.ts'
+import type { ImportFormat } from './record-splitter.ts'
+
+// What an import request brings: an upload streamed to IMPORT_DIR (hashed and counted on the
+// way, never held in memory) with its form fields, or a URL.
+
+export interface ReceivedUpload {
+  path: string
+  filename: string | null
+  contentType: string | null
+  sizeBytes: number
+  sha256: string
+  fields: Record<string, string>
+}
+
+/**
+ * Streams the multipart body's `file` part to IMPORT_DIR and collects the other fields.
+ * @throws ProblemError (400) when there is no file part or an unexpected one; the multipart
+ *   plugin's 413 errors pass through. The partial file is removed on any failure.
+ */
+export async function receiveUpload(request: FastifyRequest, importDir: string): Promise<ReceivedUpload> {
+  const fields: Record<string, string> = {}
+  let upload: Omit<ReceivedUpload, 'fields'> | undefined
+  const target = path.join(importDir, `${randomUUID()}.upload`)
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'field') {
+        if (typeof part.value === 'string') fields[part.fieldname] = part.value
+        continue
+      }
+      if (part.fieldname !== 'file' || upload) {
+        part.file.resume()
+        throw new ProblemError(
+          'bad_request',
+          `Unexpected file part "${part.fieldname}": send exactly one file, as the part named "file".`,
+        )
+      }
+      const hash = createHash('sha256')
+      let size = 0
+      await pipeline(
+        part.file,
+        new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            size += chunk.length
+            hash.update(chunk)
+            done(null, chunk)
+          },
+        }),
+        createWriteStream(target),
+      )
+      if (part.file.truncated) {
+        throw new ProblemError('payload_too_large', 'The file is larger than UPLOAD_MAX_BYTES.')
+      }
+      upload = {
+        path: target,
+        filename: part.filename || null,
+        contentType: part.mimetype || null,
+        sizeBytes: size,
+        sha256: hash.digest('hex'),
+      }
+    }
+  } catch (error) {
+    await rm(target, { force: true })
+    throw error
+  }
+  if (!upload) {
+    throw new ProblemError('validation_failed', 'The multipart body has no "file" part.', {
+      errors: [{ in: 'body', name: 'file', pointer: '/file', reason: 'is required' }],
+    })
+  }
+  return { ...upload, fields }
+}
+
+export interface ImportOptions {
+  resource: string
+  format: ImportFormat | undefined
+  dryRun: boolean
+}
+
+/** The form fields of an upload, checked as the JSON body's schema would check them. */
+export function uploadOptions(fields: Record<string, string>): ImportOptions {
+  const errors: InvalidParam[] = []
+  const problem = (name: string, reason: string) => errors.push({ in: 'body', name, pointer: `/${name}`, reason })
+  const resource = fields.resource?.trim()
+  if (!resource) problem('resource', 'is required')
+  else if (!(importResourceNames as readonly string[]).includes(resource)) {
+    problem('resource', `must be one of ${importResourceNames.join(', ')}`)
+  }
+  const format = fields.format?.trim() || undefined
+  if (format && !(importFormats as readonly string[]).includes(format)) {
+    problem('format', `must be one of ${importFormats.join(', ')}`)
+  }
+  const dryRun = fields.dry_run?.trim().toLowerCase() ?? 'false'
+  if (!['true', 'false', '1', '0', ''].includes(dryRun)) problem('dry_run', 'must be true or false')
+  for (const name of Object.keys(fields)) {
+    if (!['resource', 'format', 'dry_run'].includes(name)) problem(name, 'is not a known field')
+  }
+  if (errors.length) {
+    const detail = errors.map((error) => `body.${error.name} ${error.reason}`).join('; ')
+    throw new ProblemError('validation_failed', `${detail}.`, { errors })
+  }
+  return {
+    resource: resource as string,
+    format: format as ImportFormat | undefined,
+    dryRun: dryRun === 'true' || dryRun === '1',
+  }
+}
+
+/** What makes two requests with one Idempotency-Key the same request (SPEC §4). */
+export function importFingerprint(options: ImportOptions, source: { sha256: string } | { url: string }): string {
+  const canonical = JSON.stringify({
+    resource: options.resource,
+    format: options.format ?? null,
+    dry_run: options.dryRun,
+    source: 'sha256' in source ? { sha256: source.sha256 } : { url: source.url },
+  })
+  return createHash('sha256').update(canonical).digest('hex')
+}

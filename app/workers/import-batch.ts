@@ -1,0 +1,237 @@
+import { isAscii, isUtf8 } from 'node:buffer'
+import type { FieldError, RecordOutcome, Row, Source } from './fields.ts'
+
+// The tinypool task of an import: a batch of whole records arrives as raw bytes (split by the
+// main thread, transferred without a copy); they are decoded, parsed and validated here, and only
+// the outcome goes back: the valid rows already serialized as PostgreSQL array literals (one
+// string per column, the parameters of the resource's upsert) and the per-record errors. Parsed
+// objects never cross threads: structured-cloning them costs as much as validating them.
+
+export type ImportFormat = 'csv' | 'ndjson' | 'json'
+
+export interface BatchTask {
+  resource: string
+  format: ImportFormat
+  /** The records' bytes, each followed by "\n" (see RecordSplitter). */
+  chunk: Uint8Array
+  /** Per record: start in `chunk` (-1 when the splitter left its bytes out), byte length. */
+  starts: Int32Array
+  lengths: Int32Array
+  /** Per record: a defect the splitter found (0 none, 1 too large, 2 unterminated). */
+  problems: Uint8Array
+  /** CSV: the header's column names, in file order. */
+  header?: string[]
+  /** The resource's columns, in the order of the upsert's parameters. */
+  columns: readonly string[]
+  /** Columns where an explicit null differs from absent: each gets a presence array too. */
+  nullableColumns: readonly string[]
+  maxRecordBytes: number
+}
+
+export interface BatchError extends FieldError {
+  /** 0-based index of the record in the batch. */
+  index: number
+  /** The record's id as given, when it has one. */
+  id?: string
+}
+
+export interface BatchResult {
+  /**
+   * The upsert's parameters: ordinals (1-based index in the batch), one array literal per column,
+   * then one presence literal per nullable column. Only valid records are in them.
+   */
+  params: string[]
+  valid: number
+  errors: BatchError[]
+  /** JSON keys that are not columns (CSV unknown columns are known from the header). */
+  unknownFields: string[]
+  parseMs: number
+  validateMs: number
+}
+
+export const PROBLEM_TOO_LARGE = 1
+export const PROBLEM_UNTERMINATED = 2
+
+type Validate = (input: Record<string, unknown>, source: Source) => RecordOutcome
+const validators = new Map<string, Promise<Validate>>()
+
+/** The resource's validator (app/workers/<resource>.ts), loaded once per thread. */
+function validatorOf(resource: string): Promise<Validate> {
+  let loaded = validators.get(resource)
+  if (!loaded) {
+    if (!/^[a-z]+$/.test(resource)) throw new Error(`unknown resource ${resource}`)
+    loaded = import(`./${resource}.ts`).then((module: { validate: Validate }) => module.validate)
+    validators.set(resource, loaded)
+  }
+  return loaded
+}
+
+const utf8 = new TextDecoder('utf-8')
+
+/** The tinypool entry point. */
+export default async function importBatch(task: BatchTask): Promise<BatchResult> {
+  const validate = await validatorOf(task.resource)
+  const source: Source = task.format === 'csv' ? 'csv' : 'json'
+  const count = task.starts.length
+  const chunk = Buffer.from(task.chunk.buffer, task.chunk.byteOffset, task.chunk.byteLength)
+  const columns = task.columns
+  const values: string[][] = columns.map(() => [])
+  const presence: string[][] = task.nullableColumns.map(() => [])
+  const ordinals: string[] = []
+  const errors: BatchError[] = []
+  const unknown = new Set<string>()
+  const known = new Set(columns)
+  let parseMs = 0
+  let validateMs = 0
+
+  // Most chunks are plain ASCII: decode once and slice; otherwise decode record by record.
+  const ascii = isAscii(chunk)
+  const whole = ascii ? utf8.decode(chunk) : ''
+
+  for (let index = 0; index < count; index++) {
+    const parseStarted = performance.now()
+    const problem = task.problems[index]
+    if (problem) {
+      errors.push({ index, code: 'parse_error', message: splitterMessage(problem, task) })
+      continue
+    }
+    const start = task.starts[index] as number
+    const end = start + (task.lengths[index] as number)
+    let text: string
+    if (ascii) text = whole.slice(start, end)
+    else if (isUtf8(chunk.subarray(start, end))) text = utf8.decode(chunk.subarray(start, end))
+    else {
+      errors.push({ index, code: 'parse_error', message: 'the record is not valid UTF-8' })
+      continue
+    }
+    const parsed = source === 'csv' ? parseCsvRecord(text, task.header as string[]) : parseJsonRecord(text)
+    const validateStarted = performance.now()
+    parseMs += validateStarted - parseStarted
+    if (typeof parsed === 'string') {
+      errors.push({ index, code: 'parse_error', message: parsed })
+      continue
+    }
+    if (source === 'json') {
+      for (const key in parsed) if (!known.has(key)) unknown.add(key)
+    }
+    const outcome = validate(parsed, source)
+    validateMs += performance.now() - validateStarted
+    if (!outcome.ok) {
+      const id = typeof parsed.id === 'string' && parsed.id.trim() ? parsed.id.trim() : undefined
+      for (const error of outcome.errors) errors.push(id ? { ...error, index, id } : { ...error, index })
+      continue
+    }
+    ordinals.push(String(index + 1))
+    const row = outcome.row
+    for (let column = 0; column < columns.length; column++) {
+      ;(values[column] as string[]).push(element(row[columns[column] as string]))
+    }
+    for (let column = 0; column < presence.length; column++) {
+      ;(presence[column] as string[]).push(row[task.nullableColumns[column] as string] === undefined ? 'f' : 't')
+    }
+  }
+
+  return {
+    params: [literal(ordinals), ...values.map(literal), ...presence.map(literal)],
+    valid: ordinals.length,
+    errors,
+    unknownFields: [...unknown],
+    parseMs,
+    validateMs,
+  }
+}
+
+function splitterMessage(problem: number, task: BatchTask): string {
+  if (problem === PROBLEM_TOO_LARGE) {
+    return `the record is larger than ${task.maxRecordBytes} bytes (RECORD_MAX_BYTES)`
+  }
+  return task.format === 'csv'
+    ? 'a quoted field is not closed before the end of the file'
+    : 'the JSON value is not closed before the end of the file'
+}
+
+// --- Parsing ---------------------------------------------------------------------------------
+
+/** One JSON object, or a message saying why the text is not one. */
+function parseJsonRecord(text: string): Record<string, unknown> | string {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    return `invalid JSON: ${(error as Error).message}`
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return 'the record must be a JSON object'
+  }
+  return value as Record<string, unknown>
+}
+
+/**
+ * One CSV record (RFC 4180: fields separated by commas, quoted fields with `""` for a quote) as
+ * an object keyed by the header, or a message saying why it cannot be read. The splitter already
+ * found where the record ends, so this never looks past it.
+ */
+function parseCsvRecord(text: string, header: string[]): Record<string, unknown> | string {
+  const record: Record<string, unknown> = {}
+  let field = 0
+  let at = 0
+  const length = text.length
+  for (;;) {
+    let value: string
+    if (text.charCodeAt(at) === 0x22) {
+      value = ''
+      let from = at + 1
+      for (;;) {
+        const quote = text.indexOf('"', from)
+        if (quote === -1) return 'a quoted field is not closed'
+        value += text.slice(from, quote)
+        if (text.charCodeAt(quote + 1) === 0x22) {
+          value += '"'
+          from = quote + 2
+          continue
+        }
+        at = quote + 1
+        break
+      }
+      if (at < length && text.charCodeAt(at) !== 0x2c) {
+        return `a quoted field is followed by other text in field ${field + 1}`
+      }
+    } else {
+      const comma = text.indexOf(',', at)
+      const end = comma === -1 ? length : comma
+      value = text.slice(at, end)
+      at = end
+    }
+    if (field < header.length) record[header[field] as string] = value
+    field++
+    if (at >= length) break
+    at++ // the comma
+    if (at === length) {
+      // A trailing comma: one more, empty field.
+      if (field < header.length) record[header[field] as string] = ''
+      field++
+      break
+    }
+  }
+  if (field !== header.length) return `the record has ${field} fields; the header has ${header.length}`
+  return record
+}
+
+// --- PostgreSQL array literals ---------------------------------------------------------------
+
+/** A value as an element of a PostgreSQL array literal; absent and null are both NULL. */
+function element(value: Row[string]): string {
+  if (value === undefined || value === null) return 'NULL'
+  if (typeof value === 'boolean') return value ? 't' : 'f'
+  if (Array.isArray(value)) return quote(literal(value.map(quote)))
+  return quote(value)
+}
+
+function quote(text: string): string {
+  if (text.indexOf('"') === -1 && text.indexOf('\\') === -1) return `"${text}"`
+  return `"${text.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
+}
+
+function literal(elements: string[]): string {
+  return `{${elements.join(',')}}`
+}

@@ -1,0 +1,50 @@
+import type { Sql } from './connection.ts'
+
+// Idempotency-Key bookkeeping (SPEC §4). The primary key (scope, key) decides, inside
+// PostgreSQL, which of several concurrent requests is the first: never check-then-insert.
+
+/** A request holding an in-flight key renews it this often; a key silent for STALE_SECONDS is free. */
+export const HEARTBEAT_MS = 10_000
+const STALE_SECONDS = 30
+
+export type KeyState =
+  | { owned: true }
+  | { owned: false; state: 'in_flight' | 'completed'; fingerprint: string | null; jobId: string | null }
+  | { owned: false; state: 'absent' }
+
+/**
+ * Claims a key for this request, or tells who has it. An expired key, or an in-flight one whose
+ * request stopped renewing it (its process died), is taken over.
+ */
+export async function claimIdempotencyKey(sql: Sql, scope: string, key: string, ttlSeconds: number): Promise<KeyState> {
+  const [claimed] = await sql`
+    insert into idempotency_keys (scope, key, state, expires_at)
+    values (${scope}, ${key}, 'in_flight', now() + make_interval(secs => ${ttlSeconds}))
+    on conflict (scope, key) do update
+      set state = 'in_flight', fingerprint = null, job_id = null, created_at = now(), heartbeat_at = now(),
+        expires_at = excluded.expires_at
+      where idempotency_keys.expires_at < now()
+        or (idempotency_keys.state = 'in_flight' and idempotency_keys.heartbeat_at < now() - make_interval(secs => ${STALE_SECONDS}))
+    returning 1`
+  if (claimed) return { owned: true }
+  return readIdempotencyKey(sql, scope, key)
+}
+
+export async function readIdempotencyKey(sql: Sql, scope: string, key: string): Promise<KeyState> {
+  const [row] = await sql<{ state: 'in_flight' | 'completed'; fingerprint: string | null; job_id: string | null }[]>`
+    select state, fingerprint, job_id from idempotency_keys
+    where scope = ${scope} and key = ${key} and expires_at >= now()`
+  if (!row) return { owned: false, state: 'absent' }
+  return { owned: false, state: row.state, fingerprint: row.fingerprint, jobId: row.job_id }
+}
+
+// Completing a key happens with the job's insert, in one transaction: db/imports.ts insertImportJob.
+
+export async function renewIdempotencyKey(sql: Sql, scope: string, key: string): Promise<void> {
+  await sql`update idempotency_keys set heartbeat_at = now() where scope = ${scope} and key = ${key} and state = 'in_flight'`
+}
+
+/** The request that held the key failed: free it, so that a retry can run. */
+export async function releaseIdempotencyKey(sql: Sql, scope: string, key: string): Promise<void> {
+  await sql`delete from idempotency_keys where scope = ${scope} and key = ${key} and state = 'in_flight'`
+}

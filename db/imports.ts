@@ -1,0 +1,314 @@
+import { type ColumnType, type Generated, type Kysely, type Selectable, sql } from 'kysely'
+import type { Sql } from './connection.ts'
+import type { Database } from './database.ts'
+
+// Import jobs and their per-record errors (db/migrations/0002_import_jobs.ts). The job runner's
+// statements (claim, lease, batch commit) are fenced by `lease_owner`: a process that lost its
+// lease can never write to the job again.
+
+export interface ImportJobsTable {
+  id: Generated<string>
+  resource: string
+  format: 'csv' | 'ndjson' | 'json' | null
+  status: ColumnType<ImportStatus, ImportStatus | undefined, ImportStatus>
+  dry_run: boolean
+  source_type: 'upload' | 'url'
+  source_filename: string | null
+  source_url: string | null
+  source_path: string | null
+  source_size_bytes: ColumnType<string | null, number | null | undefined, number | null>
+  source_sha256: string | null
+  batch_size: number
+  created_at: ColumnType<Date, never, never>
+  started_at: ColumnType<Date | null, never, Date | null>
+  finished_at: ColumnType<Date | null, never, Date | null>
+  processed: ColumnType<string, never, never>
+  inserted: ColumnType<string, never, never>
+  updated: ColumnType<string, never, never>
+  failed: ColumnType<string, never, never>
+  errors_stored: ColumnType<string, never, never>
+  bytes_read: ColumnType<string, never, never>
+  bytes_total: ColumnType<string | null, number | null | undefined, number | null>
+  checkpoint_record: ColumnType<string, never, never>
+  checkpoint_line: ColumnType<string, never, never>
+  checkpoint_offset: ColumnType<string, never, never>
+  warnings: ColumnType<string[], string[] | undefined, string[]>
+  error: ColumnType<Record<string, unknown> | null, never, Record<string, unknown> | null>
+  cancel_requested: ColumnType<boolean, never, boolean>
+  lease_owner: ColumnType<string | null, never, string | null>
+  lease_expires_at: ColumnType<Date | null, never, Date | null>
+  attempts: ColumnType<number, never, never>
+  idempotency_key: string | null
+}
+
+export interface ImportErrorsTable {
+  job_id: string
+  record: string
+  seq: number
+  line: string
+  record_id: string | null
+  field: string | null
+  code: string
+  message: string
+  value: string | null
+  byte_offset: string
+  byte_length: string
+}
+
+export type ImportStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled'
+export type ImportJobRow = Selectable<ImportJobsTable>
+export type ImportErrorRow = Selectable<ImportErrorsTable>
+
+export const finishedStatuses: readonly ImportStatus[] = ['completed', 'failed', 'cancelled']
+
+export interface NewImportJob {
+  resource: string
+  format: 'csv' | 'ndjson' | 'json' | null
+  dry_run: boolean
+  source_type: 'upload' | 'url'
+  source_filename?: string | null
+  source_url?: string | null
+  source_path?: string | null
+  source_size_bytes?: number | null
+  source_sha256?: string | null
+  bytes_total?: number | null
+  batch_size: number
+  warnings?: string[]
+  idempotency_key?: string | null
+}
+
+/**
+ * Inserts a queued job and wakes the runners (NOTIFY import_jobs). With an idempotency key, the
+ * key is completed in the same transaction: a job never exists without its key, nor a key
+ * without its job.
+ */
+export async function insertImportJob(
+  db: Kysely<Database>,
+  job: NewImportJob,
+  idempotency?: { scope: string; key: string; fingerprint: string },
+): Promise<ImportJobRow> {
+  return db.transaction().execute(async (tx) => {
+    const row = await tx.insertInto('import_jobs').values(job).returningAll().executeTakeFirstOrThrow()
+    if (idempotency) {
+      await sql`
+        update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${row.id}
+        where scope = ${idempotency.scope} and key = ${idempotency.key}`.execute(tx)
+    }
+    await sql`select pg_notify('import_jobs', ${row.id})`.execute(tx)
+    return row
+  })
+}
+
+export async function findImportJob(db: Kysely<Database>, id: string): Promise<ImportJobRow | undefined> {
+  return db.selectFrom('import_jobs').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export interface ImportJobFilter {
+  status?: ImportStatus
+  resource?: string
+  /** Only jobs created before this (created_at, id): the cursor of the previous page. */
+  before?: { createdAt: string; id: string }
+  limit: number
+}
+
+/** Newest first; `before` continues after the last job of a previous page. */
+export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ImportJobRow[]> {
+  let query = db.selectFrom('import_jobs').selectAll()
+  if (filter.status) query = query.where('status', '=', filter.status)
+  if (filter.resource) query = query.where('resource', '=', filter.resource)
+  if (filter.before) {
+    const { createdAt, id } = filter.before
+    query = query.where((eb) =>
+      eb.or([
+        eb('created_at', '<', new Date(createdAt) as never),
+        eb.and([eb('created_at', '=', new Date(createdAt) as never), eb('id', '<', id)]),
+      ]),
+    )
+  }
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
+}
+
+/** The first `limit` errors of a job, in record order. */
+export async function firstImportErrors(db: Kysely<Database>, jobId: string, limit: number): Promise<ImportErrorRow[]> {
+  return db
+    .selectFrom('import_errors')
+    .selectAll()
+    .where('job_id', '=', jobId)
+    .orderBy('record')
+    .orderBy('seq')
+    .limit(limit)
+    .execute()
+}
+
+/** Every error of a job in record order, read in pages of `pageSize` through a cursor. */
+export function importErrorPages(sql: Sql, jobId: string, pageSize = 1000): AsyncIterable<ImportErrorRow[]> {
+  return sql<ImportErrorRow[]>`
+    select * from import_errors where job_id = ${jobId} order by record, seq`.cursor(pageSize)
+}
+
+/** Byte ranges of the failed records (one per record), in source order. */
+export function failedRecordRanges(
+  sql: Sql,
+  jobId: string,
+  pageSize = 1000,
+): AsyncIterable<{ byte_offset: string; byte_length: string }[]> {
+  return sql<{ byte_offset: string; byte_length: string }[]>`
+    select distinct on (record) byte_offset, byte_length from import_errors
+    where job_id = ${jobId} order by record`.cursor(pageSize)
+}
+
+/**
+ * Claims the oldest job that is queued, or running under a lease that expired (its owner died):
+ * FOR UPDATE SKIP LOCKED lets several processes claim at once without taking the same job.
+ */
+export async function claimImportJob(sql: Sql, owner: string, leaseSeconds: number): Promise<ImportJobRow | undefined> {
+  const [row] = await sql<ImportJobRow[]>`
+    update import_jobs set status = 'running', lease_owner = ${owner},
+      lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
+      started_at = coalesce(started_at, now()), attempts = attempts + 1
+    where id = (
+      select id from import_jobs
+      where status = 'queued' or (status = 'running' and lease_expires_at < now())
+      order by created_at
+      for update skip locked
+      limit 1
+    )
+    returning *`
+  return row
+}
+
+/** Extends the lease; false when this process no longer owns the job. */
+export async function renewLease(
+  sql: Sql,
+  jobId: string,
+  owner: string,
+  leaseSeconds: number,
+): Promise<{ owned: boolean; cancelRequested: boolean }> {
+  const [row] = await sql<{ cancel_requested: boolean }[]>`
+    update import_jobs set lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
+    where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+    returning cancel_requested`
+  return { owned: Boolean(row), cancelRequested: row?.cancel_requested ?? false }
+}
+
+export interface BatchCommit {
+  jobId: string
+  owner: string
+  leaseSeconds: number
+  processed: number
+  inserted: number
+  updated: number
+  failed: number
+  /** The batch's error rows as a JSON array (see import_errors). */
+  errorsJson: string
+  bytesRead: number
+  checkpointRecord: number
+  checkpointLine: number
+  checkpointOffset: number
+  warnings: string[]
+}
+
+/**
+ * Records a batch: its error rows, the counters, the checkpoint and a renewed lease, in one
+ * statement. Inside the batch's transaction, it commits with the batch's rows or not at all.
+ * @returns null when the lease was lost (the caller must roll back), else whether a cancel was asked
+ */
+export async function commitBatch(sql: Sql, batch: BatchCommit): Promise<{ cancelRequested: boolean } | null> {
+  const [row] = await sql<{ cancel_requested: boolean }[]>`
+    with stored as (
+      insert into import_errors (job_id, record, seq, line, record_id, field, code, message, value, byte_offset, byte_length)
+      select ${batch.jobId}, e.record, e.seq, e.line, e.record_id, e.field, e.code, e.message, e.value, e.byte_offset, e.byte_length
+      from jsonb_to_recordset(${batch.errorsJson}::text::jsonb) as e(record bigint, seq int, line bigint, record_id text,
+        field text, code text, message text, value text, byte_offset bigint, byte_length bigint)
+      returning 1
+    )
+    update import_jobs set
+      processed = processed + ${batch.processed}, inserted = inserted + ${batch.inserted},
+      updated = updated + ${batch.updated}, failed = failed + ${batch.failed},
+      errors_stored = errors_stored + (select count(*) from stored),
+      bytes_read = ${batch.bytesRead}, checkpoint_record = ${batch.checkpointRecord},
+      checkpoint_line = ${batch.checkpointLine}, checkpoint_offset = ${batch.checkpointOffset},
+      warnings = ${batch.warnings}::text[],
+      lease_expires_at = now() + make_interval(secs => ${batch.leaseSeconds})
+    where id = ${batch.jobId} and lease_owner = ${batch.owner} and status = 'running'
+    returning cancel_requested`
+  return row ? { cancelRequested: row.cancel_requested } : null
+}
+
+/** Ends a job this process owns: completed, failed (with a problem) or cancelled. */
+export async function finishImportJob(
+  sql: Sql,
+  jobId: string,
+  owner: string,
+  status: 'completed' | 'failed' | 'cancelled',
+  error: Record<string, unknown> | null = null,
+  bytesRead?: number,
+): Promise<ImportJobRow | undefined> {
+  const [row] = await sql<ImportJobRow[]>`
+    update import_jobs set status = ${status}, finished_at = now(), error = ${error ? sql.json(error as never) : null},
+      bytes_read = coalesce(${bytesRead ?? null}::bigint, bytes_read),
+      lease_owner = null, lease_expires_at = null
+    where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+    returning *`
+  return row
+}
+
+/** Gives a running job back to the queue (graceful shutdown): another process resumes it at once. */
+export async function releaseImportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
+  await sql`
+    update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null
+    where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
+}
+
+/** A dry run cannot resume (its writes were rolled back): it starts over. */
+export async function restartImportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`delete from import_errors where job_id = ${jobId}`
+    await tx`
+      update import_jobs set processed = 0, inserted = 0, updated = 0, failed = 0, errors_stored = 0,
+        bytes_read = 0, checkpoint_record = 0, checkpoint_line = 0, checkpoint_offset = 0
+      where id = ${jobId} and lease_owner = ${owner}`
+  })
+}
+
+/** Sets the source of a URL job once downloaded. */
+export async function recordDownloadedSource(
+  sql: Sql,
+  jobId: string,
+  owner: string,
+  source: { path: string; sizeBytes: number; sha256: string; format: 'csv' | 'ndjson' | 'json'; warnings: string[] },
+): Promise<void> {
+  await sql`
+    update import_jobs set source_path = ${source.path}, source_size_bytes = ${source.sizeBytes},
+      source_sha256 = ${source.sha256}, bytes_total = ${source.sizeBytes}, format = ${source.format},
+      warnings = ${source.warnings}::text[]
+    where id = ${jobId} and lease_owner = ${owner}`
+}
+
+/**
+ * Asks a job to stop: a queued job is cancelled at once; a running one stops at its next batch
+ * boundary (committed batches stay). Returns the job as it is now, or undefined when unknown.
+ */
+export async function requestImportCancel(db: Kysely<Database>, id: string): Promise<ImportJobRow | undefined> {
+  return db.transaction().execute(async (tx) => {
+    const job = await tx.selectFrom('import_jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
+    if (!job) return undefined
+    if (job.status === 'queued') {
+      return tx
+        .updateTable('import_jobs')
+        .set({ status: 'cancelled', finished_at: new Date(), cancel_requested: true })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow()
+    }
+    if (job.status === 'running') {
+      return tx
+        .updateTable('import_jobs')
+        .set({ cancel_requested: true })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow()
+    }
+    return job
+  })
+}

@@ -1,0 +1,65 @@
+import type { Sql } from './connection.ts'
+
+// The shared shape of the three bulk upserts (db/users.ts, db/articles.ts, db/comments.ts).
+//
+// One statement writes a batch. Its parameters are the batch's valid records as one array per
+// column (PostgreSQL array literals built by the worker thread) plus a range of ordinals, so the
+// SQL text never changes (a prepared statement, reused) and no parameter limit applies.
+//
+// SPEC §2 demands the outcome of applying the records one at a time, in file order. A single
+// statement sees the table as it was before the statement, so it can only apply, at once,
+// records that cannot see each other's effects: records whose touched keys (the row they target,
+// their natural key, the natural key that row had before) are pairwise disjoint. The statement
+// finds the first record that shares a key with an earlier one in the range and applies only the
+// records before it; the caller runs the statement again from there. Files without repeated keys
+// take one statement per batch; a batch whose every record repeats a key takes one per record.
+
+/** A record the statement rejected (SPEC §4 codes), by its ordinal in the batch. */
+export interface UpsertError {
+  ord: number
+  /** The record's id, when it has one. */
+  id?: string | null
+  code: 'unique_violation' | 'foreign_key_violation' | 'invalid_state' | 'database_error'
+  field?: string
+  value?: string | null
+  message: string
+}
+
+export interface UpsertOutcome {
+  inserted: number
+  updated: number
+  errors: UpsertError[]
+  /** The first ordinal the statement did not apply (it shares a key with an earlier record), or null. */
+  next: number | null
+}
+
+export interface UpsertStatement {
+  /** Statement text; parameters: the batch's arrays, then the first and the end ordinal. */
+  text: string
+}
+
+/**
+ * Applies the records with ordinals in [from, to) of a batch, in order (one or more statements).
+ * Runs inside the caller's transaction.
+ */
+export async function applyRange(
+  sql: Sql,
+  statement: UpsertStatement,
+  params: string[],
+  from: number,
+  to: number,
+): Promise<Omit<UpsertOutcome, 'next'>> {
+  const total = { inserted: 0, updated: 0, errors: [] as UpsertError[] }
+  let start = from
+  while (start < to) {
+    const [outcome] = (await sql.unsafe(statement.text, [...params, start, to], { prepare: true })) as unknown as [
+      UpsertOutcome,
+    ]
+    total.inserted += outcome.inserted
+    total.updated += outcome.updated
+    total.errors.push(...outcome.errors)
+    if (outcome.next === null) break
+    start = outcome.next
+  }
+  return total
+}

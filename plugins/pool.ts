@@ -1,0 +1,31 @@
+import { availableParallelism } from 'node:os'
+import fp from 'fastify-plugin'
+import Tinypool from 'tinypool'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Worker threads for import batches (app/workers/import-batch.ts). */
+    pool: Tinypool
+  }
+}
+
+/**
+ * The tinypool of import workers, shared by every job of the process. Node runs the TypeScript
+ * task file directly in the worker threads. Threads start on demand and stop when idle.
+ */
+export default fp(
+  async (app) => {
+    const threads = app.config.IMPORT_THREADS || availableParallelism()
+    const pool = new Tinypool({
+      filename: new URL('../app/workers/import-batch.ts', import.meta.url).href,
+      minThreads: 0,
+      maxThreads: threads,
+      idleTimeout: 30_000,
+    })
+    app.decorate('pool', pool)
+    app.addHook('onClose', async () => {
+      await pool.destroy()
+    })
+  },
+  { name: 'pool', dependencies: ['config'] },
+)

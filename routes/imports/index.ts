@@ -1,0 +1,454 @@
+import { rm } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Static } from '@sinclair/typebox'
+import type { FastifyReply } from 'fastify'
+import { checkImportUrl } from '../../app/imports/download.ts'
+import { failedRecords } from '../../app/imports/failed-records.ts'
+import {
+  type ImportOptions,
+  importFingerprint,
+  type ReceivedUpload,
+  receiveUpload,
+  uploadOptions,
+} from '../../app/imports/intake.ts'
+import { importJobView, recordErrorView } from '../../app/imports/job-view.ts'
+import { type ImportResource, importResources } from '../../app/imports/resources.ts'
+import { inspectSource, SourceRejected } from '../../app/imports/source.ts'
+import {
+  claimIdempotencyKey,
+  HEARTBEAT_MS,
+  type KeyState,
+  readIdempotencyKey,
+  releaseIdempotencyKey,
+  renewIdempotencyKey,
+} from '../../db/idempotency.ts'
+import {
+  findImportJob,
+  firstImportErrors,
+  type ImportJobRow,
+  importErrorPages,
+  insertImportJob,
+  listImportJobs,
+  requestImportCancel,
+} from '../../db/imports.ts'
+import { ProblemError } from '../../plugins/problem-details.ts'
+import { ref } from '../../schemas/common.ts'
+import {
+  ErrorsQuerySchema,
+  IdempotencyHeadersSchema,
+  ImportFromUrlSchema,
+  ImportIdParamsSchema,
+  ImportJobListSchema,
+  ImportJobSchema,
+  ImportUploadSchema,
+  ListImportsQuerySchema,
+  RecordErrorSchema,
+} from '../../schemas/imports.ts'
+import { problemResponse } from '../../schemas/problem.ts'
+
+const IDEMPOTENCY_SCOPE = 'imports'
+const FIRST_ERRORS = 20
+
+/**
+ * Import jobs (SPEC §4): start one from an upload or a URL, follow it, read its errors and its
+ * rejected records, cancel it. The jobs themselves run in plugins/jobs.ts.
+ */
+const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  for (const schema of [
+    RecordErrorSchema,
+    ImportJobSchema,
+    ImportFromUrlSchema,
+    ImportUploadSchema,
+    ImportJobListSchema,
+  ]) {
+    app.addSchema(schema)
+  }
+  const { config } = app
+
+  async function jobBody(job: ImportJobRow) {
+    return importJobView(job, await firstImportErrors(app.db, job.id, FIRST_ERRORS))
+  }
+
+  async function jobOr404(id: string): Promise<ImportJobRow> {
+    const job = await findImportJob(app.db, id)
+    if (!job) throw new ProblemError('not_found', `There is no import job ${id}.`)
+    return job
+  }
+
+  function accepted(reply: FastifyReply, job: ImportJobRow, replayed: boolean) {
+    reply.code(202).header('location', `/api/v1/imports/${job.id}`)
+    if (replayed) reply.header('idempotent-replayed', 'true')
+    return jobBody(job)
+  }
+
+  /** For a key held by another request: wait (bounded) until that request settles. */
+  async function settledKey(key: string, state: KeyState): Promise<KeyState> {
+    const deadline = Date.now() + config.IDEMPOTENCY_WAIT_MS
+    let current = state
+    while (!current.owned && current.state === 'in_flight' && Date.now() < deadline) {
+      await sleep(50)
+      current = await readIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key)
+    }
+    return current
+  }
+
+  app.post(
+    '/api/v1/imports',
+    {
+      config: { multipartBody: ImportUploadSchema },
+      schema: {
+        tags: ['imports'],
+        operationId: 'createImport',
+        summary: 'Start an import job from an uploaded file (multipart) or a URL (JSON)',
+        description:
+          'multipart/form-data: `file` (CSV, NDJSON or JSON array, optionally gzip) and `resource` [+ `format`, `dry_run`]; the file streams to disk. application/json: `{resource, url, format?, dry_run?}`; the job downloads the URL. Answers 202 with the job and its Location. With Idempotency-Key, the same key and payload give the same job (`Idempotent-Replayed: true`), another payload 422, a key still in use 409.',
+        headers: IdempotencyHeadersSchema,
+        body: { content: { 'application/json': { schema: ref(ImportFromUrlSchema) } } },
+        response: {
+          202: {
+            description: 'The job was created (or, with Idempotent-Replayed: true, created before).',
+            headers: {
+              location: { type: 'string', description: 'The job’s URL.' },
+              'idempotent-replayed': { type: 'string', description: '`true` when this is a replay.' },
+            },
+            ...ref(ImportJobSchema),
+          },
+          409: problemResponse('A request with this Idempotency-Key is still in progress.'),
+          413: problemResponse('The upload is larger than UPLOAD_MAX_BYTES.'),
+          415: problemResponse('Neither multipart/form-data nor application/json.'),
+          422: problemResponse(
+            'The source cannot be imported (empty, binary, not a JSON array, CSV header lacking required columns, private URL…) or the Idempotency-Key was used with another payload.',
+          ),
+        },
+      },
+    },
+    async (request, reply) => {
+      const key = request.headers['idempotency-key']
+      let claim: KeyState | undefined = key
+        ? await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+        : undefined
+      const heartbeat = setInterval(() => {
+        if (key && claim?.owned) void renewIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key).catch(() => {})
+      }, HEARTBEAT_MS)
+      let upload: ReceivedUpload | undefined
+      let created = false
+      try {
+        let options: ImportOptions
+        let source: { sha256: string } | { url: string }
+        if (request.isMultipart()) {
+          upload = await receiveUpload(request, app.storage.importDir)
+          options = uploadOptions(upload.fields)
+          source = { sha256: upload.sha256 }
+        } else {
+          const body = request.body as Static<typeof ImportFromUrlSchema>
+          options = { resource: body.resource, format: body.format, dryRun: body.dry_run ?? false }
+          source = { url: body.url }
+        }
+        const fingerprint = importFingerprint(options, source)
+
+        // Another request holds (or held) the key: replay its job, or refuse.
+        while (key && claim && !claim.owned) {
+          const settled = await settledKey(key, claim)
+          if (settled.owned) break
+          if (settled.state === 'completed') {
+            if (settled.fingerprint !== fingerprint) {
+              throw new ProblemError(
+                'unprocessable',
+                'This Idempotency-Key was used for another request (other resource, options or file); use a new key.',
+              )
+            }
+            const job = await jobOr404(settled.jobId as string)
+            return accepted(reply, job, true)
+          }
+          if (settled.state === 'in_flight') {
+            throw new ProblemError('conflict', 'A request with this Idempotency-Key is still in progress; retry later.')
+          }
+          claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+        }
+
+        const resource = importResources[options.resource] as ImportResource
+        let format = options.format ?? null
+        let warnings: string[] = []
+        if (upload) {
+          const inspection = await inspectSource(upload.path, resource, {
+            declared: options.format,
+            filename: upload.filename,
+            contentType: upload.contentType,
+          })
+          format = inspection.format
+          warnings = inspection.warnings
+        } else {
+          await checkImportUrl((source as { url: string }).url, config.IMPORT_URL_ALLOW_PRIVATE)
+        }
+        const job = await insertImportJob(
+          app.db,
+          {
+            resource: options.resource,
+            format,
+            dry_run: options.dryRun,
+            source_type: upload ? 'upload' : 'url',
+            source_filename: upload?.filename ?? null,
+            source_url: upload ? null : (source as { url: string }).url,
+            source_path: upload?.path ?? null,
+            source_size_bytes: upload?.sizeBytes ?? null,
+            source_sha256: upload?.sha256 ?? null,
+            bytes_total: upload?.sizeBytes ?? null,
+            batch_size: config.BATCH_SIZE,
+            warnings,
+            idempotency_key: key ?? null,
+          },
+          key ? { scope: IDEMPOTENCY_SCOPE, key, fingerprint } : undefined,
+        )
+        created = true
+        request.log.info({ job_id: job.id, resource: job.resource, source: job.source_type }, 'import job created')
+        return accepted(reply, job, false)
+      } catch (error) {
+        if (key && claim?.owned) await releaseIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key).catch(() => {})
+        if (error instanceof SourceRejected) throw new ProblemError('unprocessable', `${capitalize(error.message)}.`)
+        throw error
+      } finally {
+        clearInterval(heartbeat)
+        if (upload && !created) await rm(upload.path, { force: true })
+      }
+    },
+  )
+
+  app.get(
+    '/api/v1/imports',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'listImports',
+        summary: 'List import jobs, newest first (filter by status and resource; cursor pagination)',
+        querystring: ListImportsQuerySchema,
+        response: { 200: { ...ref(ImportJobListSchema), description: 'A page of jobs.' } },
+      },
+    },
+    async (request) => {
+      const { status, resource, limit, cursor } = request.query
+      let before: { createdAt: string; id: string } | undefined
+      if (cursor) {
+        const [createdAt, id] = Buffer.from(cursor, 'base64url').toString().split('|')
+        if (!createdAt || !id || Number.isNaN(Date.parse(createdAt)) || !/^[0-9a-f-]{36}$/.test(id)) {
+          throw new ProblemError('bad_request', 'The cursor is not one this service gave out.')
+        }
+        before = { createdAt, id }
+      }
+      const rows = await listImportJobs(app.db, { status, resource, before, limit: limit + 1 })
+      const page = rows.slice(0, limit)
+      const last = page.at(-1)
+      const items = await Promise.all(page.map(jobBody))
+      return {
+        items,
+        next_cursor:
+          rows.length > limit && last
+            ? Buffer.from(`${last.created_at.toISOString()}|${last.id}`).toString('base64url')
+            : null,
+      }
+    },
+  )
+
+  app.get(
+    '/api/v1/imports/:id',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'getImport',
+        summary: 'An import job: status, counters, progress, first errors',
+        params: ImportIdParamsSchema,
+        response: {
+          200: { ...ref(ImportJobSchema), description: 'The job.' },
+          404: problemResponse('No import job has this id.'),
+        },
+      },
+    },
+    async (request) => jobBody(await jobOr404(request.params.id)),
+  )
+
+  app.get(
+    '/api/v1/imports/:id/errors',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'getImportErrors',
+        summary: 'Every per-record error of a job, streamed as NDJSON or CSV',
+        params: ImportIdParamsSchema,
+        querystring: ErrorsQuerySchema,
+        response: {
+          200: {
+            description:
+              'One error per line (NDJSON), or a CSV with the columns line,record,id,field,code,message,value.',
+            content: {
+              'application/x-ndjson': { schema: ref(RecordErrorSchema) },
+              'text/csv': { schema: { type: 'string' } },
+            },
+          },
+          404: problemResponse('No import job has this id.'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const job = await jobOr404(request.params.id)
+      const csv = request.query.format === 'csv'
+      const pages = importErrorPages(app.sql, job.id)
+      async function* lines() {
+        if (csv) yield 'line,record,id,field,code,message,value\n'
+        for await (const page of pages) {
+          let text = ''
+          for (const row of page) {
+            const error = recordErrorView(row)
+            text += csv
+              ? `${[error.line, error.record, error.id, error.field, error.code, error.message, error.value].map(csvCell).join(',')}\n`
+              : `${JSON.stringify(error)}\n`
+          }
+          yield text
+        }
+      }
+      reply
+        .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', `attachment; filename="import-${job.id}-errors.${csv ? 'csv' : 'ndjson'}"`)
+      return reply.send(Readable.from(lines()))
+    },
+  )
+
+  app.get(
+    '/api/v1/imports/:id/failed-records',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'getImportFailedRecords',
+        summary: 'The rejected records exactly as uploaded, in the same format (CSV header kept)',
+        params: ImportIdParamsSchema,
+        response: {
+          200: {
+            description: 'A file of the source’s format with only the failed records, byte for byte.',
+            content: {
+              'text/csv': { schema: { type: 'string' } },
+              'application/x-ndjson': { schema: { type: 'string' } },
+              'application/json': { schema: { type: 'string' } },
+            },
+          },
+          404: problemResponse('No import job has this id.'),
+          409: problemResponse('The job has no source file yet (a URL job not yet downloaded).'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const job = await jobOr404(request.params.id)
+      if (!job.source_path || !job.format) {
+        throw new ProblemError('conflict', 'The job has no source file yet: its URL is not downloaded.')
+      }
+      const types = { csv: 'text/csv', ndjson: 'application/x-ndjson', json: 'application/json' }
+      reply
+        .type(`${types[job.format]}; charset=utf-8`)
+        .header('content-disposition', `attachment; filename="import-${job.id}-failed-records.${job.format}"`)
+      return reply.send(Readable.from(failedRecords(app.sql, job)))
+    },
+  )
+
+  app.get(
+    '/api/v1/imports/:id/events',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'getImportEvents',
+        summary: 'Live progress as server-sent events until the job is done',
+        description:
+          'Sends `event: progress` with the job (as GET /api/v1/imports/{id}) whenever it changes, then `event: done` with the final job, and closes.',
+        params: ImportIdParamsSchema,
+        response: {
+          200: {
+            description: 'A text/event-stream.',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
+          404: problemResponse('No import job has this id.'),
+        },
+      },
+    },
+    async (request, reply) => {
+      let job = await jobOr404(request.params.id)
+      reply.hijack()
+      const response = reply.raw
+      response.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-request-id': String(request.id),
+      })
+      let open = true
+      request.raw.on('close', () => {
+        open = false
+      })
+      let last = ''
+      let lastWrite = Date.now()
+      while (open) {
+        const body = await jobBody(job)
+        const text = JSON.stringify(body)
+        if (body.done) {
+          response.write(`event: done\ndata: ${text}\n\n`)
+          break
+        }
+        if (text !== last) {
+          response.write(`event: progress\ndata: ${text}\n\n`)
+          last = text
+          lastWrite = Date.now()
+        } else if (Date.now() - lastWrite > 15_000) {
+          response.write(': keep-alive\n\n')
+          lastWrite = Date.now()
+        }
+        await sleep(500)
+        if (app.lifecycle.draining) break
+        job = (await findImportJob(app.db, job.id)) ?? job
+      }
+      response.end()
+    },
+  )
+
+  app.post(
+    '/api/v1/imports/:id/cancel',
+    {
+      schema: {
+        tags: ['imports'],
+        operationId: 'cancelImport',
+        summary: 'Stop a queued or running job; committed batches stay',
+        params: ImportIdParamsSchema,
+        response: {
+          202: {
+            ...ref(ImportJobSchema),
+            description: 'Cancelled (queued job) or cancelling at the next batch (running job).',
+          },
+          404: problemResponse('No import job has this id.'),
+          409: problemResponse('The job is already done.'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const job = await requestImportCancel(app.db, request.params.id)
+      if (!job) throw new ProblemError('not_found', `There is no import job ${request.params.id}.`)
+      if (
+        job.status === 'completed' ||
+        job.status === 'failed' ||
+        (job.status === 'cancelled' && !job.cancel_requested)
+      ) {
+        throw new ProblemError('conflict', `The job is already ${job.status}.`)
+      }
+      reply.code(202)
+      return jobBody(job)
+    },
+  )
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1)
+}
+
+/** A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break. */
+function csvCell(value: string | number | undefined): string {
+  if (value === undefined) return ''
+  const text = String(value)
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
+}
+
+export default importRoutes

@@ -1,0 +1,160 @@
+import { type Static, Type } from '@sinclair/typebox'
+import { ref, stringEnum } from './common.ts'
+
+// The import job API (SPEC §4). The field names of ImportJob are fixed: clients and dashboards
+// depend on them.
+
+export const importResourceNames = ['users', 'articles', 'comments'] as const
+export const importFormats = ['csv', 'ndjson', 'json'] as const
+export const importStatuses = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const
+export const errorCodes = [
+  'parse_error',
+  'required',
+  'invalid_format',
+  'invalid_value',
+  'too_long',
+  'type_mismatch',
+  'unique_violation',
+  'foreign_key_violation',
+  'invalid_state',
+  'database_error',
+] as const
+
+const nullableString = (description: string) => Type.Union([Type.String(), Type.Null()], { description })
+const nullableInteger = (description: string) => Type.Union([Type.Integer(), Type.Null()], { description })
+const nullableNumber = (description: string) => Type.Union([Type.Number(), Type.Null()], { description })
+
+export const RecordErrorSchema = Type.Object(
+  {
+    line: Type.Integer({ description: '1-based physical line of the source where the record starts.' }),
+    record: Type.Integer({ description: '1-based record number (the CSV header is not a record).' }),
+    id: Type.Optional(Type.String({ description: 'The record’s id, when it has one.' })),
+    field: Type.Optional(Type.String({ description: 'The failing field; absent for an error of the whole record.' })),
+    code: stringEnum(errorCodes),
+    message: Type.String(),
+    value: Type.Optional(Type.String({ description: 'The offending value as given (at most 200 characters).' })),
+  },
+  { $id: 'RecordError', additionalProperties: false, description: 'One per-record error (SPEC §4).' },
+)
+
+export const ImportJobSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    resource: stringEnum(importResourceNames),
+    format: Type.Union([stringEnum(importFormats), Type.Null()], {
+      description: 'Null only for a URL import whose format is learnt from the download.',
+    }),
+    status: stringEnum(importStatuses),
+    done: Type.Boolean({ description: 'True once the status is completed, failed or cancelled.' }),
+    dry_run: Type.Boolean({ description: 'Validated against the live database, nothing written.' }),
+    source: Type.Object({
+      type: stringEnum(['upload', 'url']),
+      filename: Type.Optional(nullableString('The uploaded file’s name.')),
+      url: Type.Optional(nullableString('The URL the job fetches.')),
+      size_bytes: nullableInteger('Size of the source as stored; null until a URL is downloaded.'),
+      sha256: nullableString('SHA-256 of the source as stored; null until a URL is downloaded.'),
+    }),
+    created_at: Type.String({ format: 'date-time' }),
+    started_at: nullableString('When the job first started running.'),
+    finished_at: nullableString('When the job finished.'),
+    counters: Type.Object(
+      {
+        processed: Type.Integer(),
+        inserted: Type.Integer(),
+        updated: Type.Integer(),
+        failed: Type.Integer({ description: 'Records that failed (one record may have several errors).' }),
+      },
+      { description: 'Always processed = inserted + updated + failed. A dry run counts what would happen.' },
+    ),
+    progress: Type.Object({
+      bytes_read: Type.Integer(),
+      bytes_total: nullableInteger('Size of the source; null until known.'),
+      percent: nullableNumber('bytes_read / bytes_total, 0–100.'),
+      rows_per_second: nullableNumber('Records processed per second since the job started.'),
+      eta_seconds: nullableNumber('Estimated seconds left, from the byte rate; null when not running.'),
+    }),
+    warnings: Type.Array(Type.String(), { description: 'E.g. unknown columns that were ignored.' }),
+    errors: Type.Array(ref(RecordErrorSchema), { description: 'The first 20 per-record errors.' }),
+    errors_url: Type.String({ description: 'Every error, streamed as NDJSON (or `?format=csv`).' }),
+    failed_records_url: Type.String({
+      description: 'The rejected records exactly as uploaded, same format (CSV header kept), to fix and re-import.',
+    }),
+    error: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], {
+      description: 'Why a failed job failed: a problem details object (RFC 9457).',
+    }),
+  },
+  { $id: 'ImportJob', additionalProperties: false },
+)
+
+export type ImportJob = Static<typeof ImportJobSchema>
+
+export const ImportFromUrlSchema = Type.Object(
+  {
+    resource: stringEnum(importResourceNames),
+    url: Type.String({ minLength: 1, maxLength: 4096, description: 'An http or https URL of the file.' }),
+    format: Type.Optional(
+      stringEnum(importFormats, { description: 'Default: from the URL’s path, the Content-Type, or sniffed.' }),
+    ),
+    dry_run: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { $id: 'ImportFromUrl', additionalProperties: false },
+)
+
+export const ImportUploadSchema = Type.Object(
+  {
+    file: Type.String({
+      format: 'binary',
+      description: 'The file: CSV, NDJSON or a JSON array, optionally gzip-compressed.',
+    }),
+    resource: stringEnum(importResourceNames),
+    format: Type.Optional(
+      stringEnum(importFormats, { description: 'Default: from the file name, the part’s Content-Type, or sniffed.' }),
+    ),
+    dry_run: Type.Optional(Type.Boolean({ default: false })),
+  },
+  {
+    $id: 'ImportUpload',
+    description: 'A multipart/form-data body. Put the fields before the file part when you can.',
+  },
+)
+
+export const ImportIdParamsSchema = Type.Object(
+  { id: Type.String({ format: 'uuid' }) },
+  { additionalProperties: false },
+)
+
+export const ListImportsQuerySchema = Type.Object(
+  {
+    status: Type.Optional(stringEnum(importStatuses)),
+    resource: Type.Optional(stringEnum(importResourceNames)),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page.' })),
+  },
+  { additionalProperties: false },
+)
+
+export const ImportJobListSchema = Type.Object(
+  {
+    items: Type.Array(ref(ImportJobSchema)),
+    next_cursor: Type.Union([Type.String(), Type.Null()], {
+      description: 'Pass as `cursor` for the next page; null at the end.',
+    }),
+  },
+  { $id: 'ImportJobList', additionalProperties: false },
+)
+
+export const ErrorsQuerySchema = Type.Object(
+  { format: stringEnum(['ndjson', 'csv'], { default: 'ndjson' }) },
+  { additionalProperties: false },
+)
+
+export const IdempotencyHeadersSchema = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: 'Makes the request safe to retry: the same key and payload give the same job (SPEC §4).',
+    }),
+  ),
+})

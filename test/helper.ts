@@ -9,6 +9,7 @@ import { pino } from 'pino'
 import { buildApp } from '../app/app.ts'
 import { loadConfig } from '../plugins/config.ts'
 import type { Config } from '../schemas/config.ts'
+import type { ImportJob } from '../schemas/imports.ts'
 import { createTestDatabase } from './db.ts'
 
 export const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -165,4 +166,73 @@ export function startServerProcess(t: TestHost, environment: Record<string, stri
 export async function listeningAddress(server: ServerProcess): Promise<string> {
   const line = await server.waitForLog((entry) => typeof entry.address === 'string')
   return line.address as string
+}
+
+export interface UploadOptions {
+  resource: string
+  /** The file's bytes (a string is UTF-8 encoded). */
+  file: Buffer | string
+  filename?: string
+  /** The file part's Content-Type. */
+  contentType?: string
+  format?: string
+  dryRun?: boolean
+  /** Extra form fields, sent as given (e.g. to test validation). */
+  fields?: Record<string, string>
+  headers?: Record<string, string>
+}
+
+/** A multipart/form-data body as a browser or curl would send it: the fields, then the file. */
+export function multipartBody(options: Omit<UploadOptions, 'headers'>): { payload: Buffer; contentType: string } {
+  const boundary = `----bulkio${Math.random().toString(16).slice(2)}`
+  const fields: Record<string, string> = { resource: options.resource, ...(options.fields ?? {}) }
+  if (options.format) fields.format = options.format
+  if (options.dryRun !== undefined) fields.dry_run = String(options.dryRun)
+  const parts: Buffer[] = []
+  for (const [name, value] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`))
+  }
+  parts.push(
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${options.filename ?? 'records.csv'}"\r\n` +
+        `Content-Type: ${options.contentType ?? 'application/octet-stream'}\r\n\r\n`,
+    ),
+    typeof options.file === 'string' ? Buffer.from(options.file) : options.file,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  )
+  return { payload: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` }
+}
+
+/** POST /api/v1/imports with an upload, through app.inject. */
+export function uploadImport(app: FastifyInstance, options: UploadOptions) {
+  const { payload, contentType } = multipartBody(options)
+  return app.inject({
+    method: 'POST',
+    url: '/api/v1/imports',
+    payload,
+    headers: { 'content-type': contentType, ...(options.headers ?? {}) },
+  })
+}
+
+/** Polls GET /api/v1/imports/:id until the job is done; returns its final body. */
+export async function waitForImport(
+  app: FastifyInstance,
+  id: string,
+  timeoutMs = 120_000,
+): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const response = await app.inject({ url: `/api/v1/imports/${id}` })
+    const body = response.json()
+    if (body.done) return body
+    if (Date.now() > deadline) throw new Error(`import ${id} not done after ${timeoutMs} ms: ${response.body}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** Uploads and waits: the job's final body. The app's job runner must be started. */
+export async function importAndWait(app: FastifyInstance, options: UploadOptions): Promise<ImportJob> {
+  const response = await uploadImport(app, options)
+  if (response.statusCode !== 202) throw new Error(`upload refused: ${response.statusCode} ${response.body}`)
+  return waitForImport(app, response.json().id)
 }

@@ -219,11 +219,11 @@ export async function waitForImport(
   app: FastifyInstance,
   id: string,
   timeoutMs = 120_000,
-): Promise<Record<string, any>> {
+): Promise<ImportJob> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const response = await app.inject({ url: `/api/v1/imports/${id}` })
-    const body = response.json()
+    const body = response.json<ImportJob>()
     if (body.done) return body
     if (Date.now() > deadline) throw new Error(`import ${id} not done after ${timeoutMs} ms: ${response.body}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -234,5 +234,5 @@ export async function waitForImport(
 export async function importAndWait(app: FastifyInstance, options: UploadOptions): Promise<ImportJob> {
   const response = await uploadImport(app, options)
   if (response.statusCode !== 202) throw new Error(`upload refused: ${response.statusCode} ${response.body}`)
-  return waitForImport(app, response.json().id)
+  return waitForImport(app, response.json<ImportJob>().id)
 }

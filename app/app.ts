@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
 import path from 'node:path'
+import type { Duplex } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import autoLoad from '@fastify/autoload'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -7,6 +10,7 @@ import fp from 'fastify-plugin'
 import type { DatabaseOptions } from '../plugins/db.ts'
 import { requestId } from '../plugins/request-id.ts'
 import type { Config } from '../schemas/config.ts'
+import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemTypes, problemTypeUri } from '../schemas/problem.ts'
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 
@@ -28,6 +32,33 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, options) => {
 export default app
 
 /**
+ * Errors Node's HTTP parser raises before Fastify sees a request (a header section over 16 KiB,
+ * a malformed request line, a client too slow to send its request): answered with a problem too,
+ * then the connection is closed.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (socket.destroyed || !socket.writable) return
+  const code: ProblemCode =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? 'headers_too_large'
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'request_timeout'
+        : 'bad_request'
+  const { status, title } = problemTypes[code]
+  const detail =
+    code === 'headers_too_large'
+      ? 'The request headers are larger than the server accepts (16 KiB).'
+      : code === 'request_timeout'
+        ? 'The request was not received in time.'
+        : 'The request could not be parsed as HTTP.'
+  const body = JSON.stringify({ type: problemTypeUri(code), title, status, detail, instance: randomUUID(), code })
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_MEDIA_TYPE}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+}
+
+/**
  * Builds the whole service on the given configuration, not yet listening. app/server.ts adds
  * the process around it; tests call this directly.
  */
@@ -40,6 +71,7 @@ export async function buildApp(options: AppOptions, loggerInstance?: FastifyBase
     keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
     ajv: {
       // Report every failing field at once, and reject unknown fields instead of dropping them.
       customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true },

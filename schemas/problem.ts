@@ -16,6 +16,8 @@ export const problemTypes = {
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   unprocessable: { status: 422, title: 'Unprocessable content' },
   too_many_requests: { status: 429, title: 'Too many requests' },
+  request_timeout: { status: 408, title: 'Request timeout' },
+  headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
   service_unavailable: { status: 503, title: 'Service unavailable' },

@@ -44,8 +44,14 @@ keyed as materialized (
 blocked as (
   select least(
     (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
-    (select min(ord) from (select ord, row_number() over (partition by slug order by ord) as n from keyed) t where n > 1),
-    (select min(greatest(a.ord, b.ord)) from keyed a join keyed b on b.slug = a.old_slug and a.ord <> b.ord)
+    -- slugs a record claims, and slugs its target row gives up: no value may occur twice
+    (select min(ord) from (
+      select ord, row_number() over (partition by k order by ord) as n from (
+        select ord, slug as k from keyed
+        union all
+        select ord, old_slug from keyed where old_slug <> slug
+      ) touched
+    ) t where n > 1)
   ) as at
 ),
 decided as materialized (
@@ -77,13 +83,19 @@ inserted as (
   returning 1
 )
 select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action,
-      'field', case action when 'unique_violation' then 'slug' when 'foreign_key_violation' then 'author_id' else 'published_at' end,
-      'value', case action when 'unique_violation' then slug when 'foreign_key_violation' then author_id::text else final_published_at::text end,
-      'message', case action when 'unique_violation' then 'another article already has this slug'
-        when 'foreign_key_violation' then 'no user has this id'
-        else 'a draft must not have published_at (the stored article has one)' end)
-      order by ord)
-    from decided where action not in ('insert', 'update')), '[]') as errors,
+  -- every check a failed record breaks is reported (SPEC §4: one error per failing field), not only the first
+  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', code, 'field', field, 'value', value,
+      'message', message) order by ord, n) from (
+      select ord, id, 1 as n, 'unique_violation' as code, 'slug' as field, slug as value,
+        'another article already has this slug' as message
+      from decided where action not in ('insert', 'update') and slug_owner is not null and slug_owner is distinct from target
+      union all
+      select ord, id, 2, 'foreign_key_violation', 'author_id', author_id::text, 'no user has this id'
+      from decided where action not in ('insert', 'update') and not author_exists
+      union all
+      select ord, id, 3, 'invalid_state', 'published_at', final_published_at::text,
+        'a draft must not have published_at (the stored article has one)'
+      from decided where action not in ('insert', 'update') and status = 'draft' and final_published_at is not null
+    ) e), '[]') as errors,
   (select at from blocked) as next`,
 }

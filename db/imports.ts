@@ -111,18 +111,27 @@ export interface ImportJobFilter {
   limit: number
 }
 
+/** A listed job, with its created_at to the microsecond as text (ISO 8601, UTC) for a cursor. */
+export type ListedImportJob = ImportJobRow & { cursor_created_at: string }
+
 /** Newest first; `before` continues after the last job of a previous page. */
-export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ImportJobRow[]> {
-  let query = db.selectFrom('import_jobs').selectAll()
+export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ListedImportJob[]> {
+  // created_at keeps microseconds, a JS Date only milliseconds: a cursor built from the Date
+  // would skip the jobs created earlier within the same millisecond. The cursor's timestamp
+  // travels as text (a Date parameter would be truncated again).
+  let query = db
+    .selectFrom('import_jobs')
+    .selectAll()
+    .select(
+      sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_created_at'),
+    )
   if (filter.status) query = query.where('status', '=', filter.status)
   if (filter.resource) query = query.where('resource', '=', filter.resource)
   if (filter.before) {
     const { createdAt, id } = filter.before
+    const before = sql<Date>`${createdAt}::text::timestamptz`
     query = query.where((eb) =>
-      eb.or([
-        eb('created_at', '<', new Date(createdAt) as never),
-        eb.and([eb('created_at', '=', new Date(createdAt) as never), eb('id', '<', id)]),
-      ]),
+      eb.or([eb('created_at', '<', before), eb.and([eb('created_at', '=', before), eb('id', '<', id)])]),
     )
   }
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
@@ -287,28 +296,34 @@ export async function recordDownloadedSource(
 
 /**
  * Asks a job to stop: a queued job is cancelled at once; a running one stops at its next batch
- * boundary (committed batches stay). Returns the job as it is now, or undefined when unknown.
+ * boundary (committed batches stay). Returns the job as it is now, and whether it was already
+ * done before this request (completed, failed or cancelled), or undefined when unknown.
  */
-export async function requestImportCancel(db: Kysely<Database>, id: string): Promise<ImportJobRow | undefined> {
+export async function requestImportCancel(
+  db: Kysely<Database>,
+  id: string,
+): Promise<{ job: ImportJobRow; alreadyDone: boolean } | undefined> {
   return db.transaction().execute(async (tx) => {
     const job = await tx.selectFrom('import_jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
     if (!job) return undefined
     if (job.status === 'queued') {
-      return tx
+      const cancelled = await tx
         .updateTable('import_jobs')
         .set({ status: 'cancelled', finished_at: new Date(), cancel_requested: true })
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow()
+      return { job: cancelled, alreadyDone: false }
     }
     if (job.status === 'running') {
-      return tx
+      const stopping = await tx
         .updateTable('import_jobs')
         .set({ cancel_requested: true })
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow()
+      return { job: stopping, alreadyDone: false }
     }
-    return job
+    return { job, alreadyDone: true }
   })
 }

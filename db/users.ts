@@ -19,27 +19,26 @@ export interface UsersTable {
  */
 export const usersUpsert = {
   text: `
-with input as materialized (
-  select * from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
+with keyed as materialized (
+  select r.*, lower(r.email) as email_key, by_id.email is not null as id_exists, by_email.id as email_owner,
+    coalesce(r.id, by_email.id) as target, lower(by_id.email) as old_email
+  from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
     as r(ord, id, email, name, role, active, created_at, updated_at)
-  where r.ord >= $9 and r.ord < $10
-),
-located as materialized (
-  select r.*, lower(r.email) as email_key, by_id.email as id_row_email, by_email.id as email_owner
-  from input r
   left join lateral (select u.email from users u where u.id = r.id limit 1) by_id on true
   left join lateral (select u.id from users u where lower(u.email) = lower(r.email) limit 1) by_email on true
-),
-keyed as materialized (
-  select l.*, l.id_row_email is not null as id_exists, coalesce(l.id, l.email_owner) as target,
-    lower(l.id_row_email) as old_email
-  from located l
+  where r.ord >= $9 and r.ord < $10
 ),
 blocked as (
   select least(
     (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
-    (select min(ord) from (select ord, row_number() over (partition by email_key order by ord) as n from keyed) t where n > 1),
-    (select min(greatest(a.ord, b.ord)) from keyed a join keyed b on b.email_key = a.old_email and a.ord <> b.ord)
+    -- emails a record claims, and emails its target row gives up: no value may occur twice
+    (select min(ord) from (
+      select ord, row_number() over (partition by k order by ord) as n from (
+        select ord, email_key as k from keyed
+        union all
+        select ord, old_email from keyed where old_email <> email_key
+      ) touched
+    ) t where n > 1)
   ) as at
 ),
 decided as materialized (

@@ -116,6 +116,15 @@ function guardedAgent(allowPrivate: boolean): Agent {
 }
 
 /**
+ * Drops a response body unread. undici makes a body destroyed before its end emit an abort
+ * error; without a listener that error would be unhandled and crash the process.
+ */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on('error', () => {})
+  body.destroy()
+}
+
+/**
  * Downloads `url` to `directory/<name>`, following redirects by hand (each hop checked again).
  * @throws SourceRejected with a message for the job's error when anything goes wrong
  */
@@ -137,7 +146,7 @@ export async function downloadSource(
         headers: { 'user-agent': 'bulk-io import', accept: '*/*' },
       })
       if (response.statusCode >= 300 && response.statusCode < 400 && response.headers.location) {
-        response.body.destroy()
+        discard(response.body)
         if (hop >= limits.maxRedirects)
           throw new SourceRejected(`the url redirects more than ${limits.maxRedirects} times`)
         current = await checkImportUrl(
@@ -147,12 +156,12 @@ export async function downloadSource(
         continue
       }
       if (response.statusCode < 200 || response.statusCode >= 300) {
-        response.body.destroy()
+        discard(response.body)
         throw new SourceRejected(`the url answered HTTP ${response.statusCode}`)
       }
       const declared = Number(response.headers['content-length'])
       if (declared > limits.maxBytes) {
-        response.body.destroy()
+        discard(response.body)
         throw new SourceRejected(`the url's file is ${declared} bytes; IMPORT_URL_MAX_BYTES is ${limits.maxBytes}`)
       }
       const hash = createHash('sha256')

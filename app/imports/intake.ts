@@ -70,7 +70,15 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
     }
   } catch (error) {
     await rm(target, { force: true })
-    throw error
+    // The body's own defects (truncated, no boundary, malformed part) come from the multipart
+    // parser with neither a status nor a system call: they are the client's, a 400. Errors of
+    // the file system (a full disk) stay 5xx.
+    const { statusCode, syscall } = error as { statusCode?: number; syscall?: string }
+    if (error instanceof ProblemError || statusCode !== undefined || syscall !== undefined) throw error
+    throw new ProblemError(
+      'bad_request',
+      `The multipart body cannot be read (${(error as Error).message}); send it whole, with its boundary.`,
+    )
   }
   if (!upload) {
     throw new ProblemError('validation_failed', 'The multipart body has no "file" part.', {

@@ -125,6 +125,14 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      // Fastify also parses text/plain, which the JSON body schema does not cover: refuse it here.
+      const mediaType = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase()
+      if (!request.isMultipart() && mediaType !== 'application/json') {
+        throw new ProblemError(
+          'unsupported_media_type',
+          `Send multipart/form-data (a file) or application/json (a URL), not ${mediaType}.`,
+        )
+      }
       const key = request.headers['idempotency-key']
       let claim: KeyState | undefined = key
         ? await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
@@ -231,7 +239,12 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       let before: { createdAt: string; id: string } | undefined
       if (cursor) {
         const [createdAt, id] = Buffer.from(cursor, 'base64url').toString().split('|')
-        if (!createdAt || !id || Number.isNaN(Date.parse(createdAt)) || !/^[0-9a-f-]{36}$/.test(id)) {
+        if (
+          !createdAt ||
+          !id ||
+          !isCursorTimestamp(createdAt) ||
+          !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)
+        ) {
           throw new ProblemError('bad_request', 'The cursor is not one this service gave out.')
         }
         before = { createdAt, id }
@@ -244,7 +257,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         items,
         next_cursor:
           rows.length > limit && last
-            ? Buffer.from(`${last.created_at.toISOString()}|${last.id}`).toString('base64url')
+            ? Buffer.from(`${last.cursor_created_at}|${last.id}`).toString('base64url')
             : null,
       }
     },
@@ -425,19 +438,21 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const job = await requestImportCancel(app.db, request.params.id)
-      if (!job) throw new ProblemError('not_found', `There is no import job ${request.params.id}.`)
-      if (
-        job.status === 'completed' ||
-        job.status === 'failed' ||
-        (job.status === 'cancelled' && !job.cancel_requested)
-      ) {
-        throw new ProblemError('conflict', `The job is already ${job.status}.`)
-      }
+      const cancel = await requestImportCancel(app.db, request.params.id)
+      if (!cancel) throw new ProblemError('not_found', `There is no import job ${request.params.id}.`)
+      // A cancelled job was done before this request too: cancelling it again is a conflict.
+      if (cancel.alreadyDone) throw new ProblemError('conflict', `The job is already ${cancel.job.status}.`)
       reply.code(202)
-      return jobBody(job)
+      return jobBody(cancel.job)
     },
   )
+}
+
+/** A cursor's timestamp: ISO 8601 in UTC to the microsecond, a real date (PostgreSQL parses it). */
+function isCursorTimestamp(text: string): boolean {
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(text)) return false
+  const date = new Date(text)
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 19) === text.slice(0, 19)
 }
 
 function capitalize(text: string): string {

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Import benchmark (`make bench-import`): N generated users (CSV) imported over HTTP into an
+# empty database, against PostgreSQL's own COPY of the same rows into an identical empty table,
+# in the same run. Prints rows/s, the ratio to COPY, the service's peak RSS, and the latency of
+# GET /api/v1/imports/:id while the import runs (autocannon).
+#   ROWS=1000000 RESOURCE=users FORMAT=csv DEFECT_RATE=0 BATCH_SIZE=5000 make bench-import
+# BENCH_DATABASE_URL (default: the local PostgreSQL) must allow creating and dropping a database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+export PGOPTIONS="-c client_min_messages=warning"
+rows=${ROWS:-1000000}
+format=${FORMAT:-csv}
+defect_rate=${DEFECT_RATE:-0}
+batch_size=${BATCH_SIZE:-5000}
+admin_url=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+port=${BENCH_PORT:-18766}
+scratch=$(mktemp -d /tmp/bulk-io-bench-import.XXXXXX)
+chmod 755 "$scratch"
+database=bulkio_bench_import_$$
+database_url=$(node -e "const u = new URL(process.argv[1]); u.pathname = '/$database'; console.log(u.href)" "$admin_url")
+service_pid=
+cleanup() {
+  [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
+  psql -q "$admin_url" -c "drop database if exists $database with (force)" || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+now_ms() { date +%s%3N; }
+
+echo "generating $rows users ($format, defect rate $defect_rate)…"
+file="$scratch/users.$format"
+node bench/generate.ts --resource users --format "$format" --rows "$rows" --defect-rate "$defect_rate" --seed 1 --out "$file"
+echo "  $(du -h "$file" | cut -f1)"
+
+psql -q "$admin_url" -c "create database $database"
+DATABASE_URL="$database_url" HTTP_PORT=$port HOST=127.0.0.1 LOG_LEVEL=warn BATCH_SIZE=$batch_size \
+  IMPORT_DIR="$scratch/imports" EXPORT_DIR="$scratch/exports" node app/server.ts >"$scratch/service.log" 2>&1 &
+service_pid=$!
+until curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do sleep 0.1; done
+
+echo "importing over HTTP…"
+started=$(now_ms)
+job=$(curl -fsS -F resource=users -F "file=@$file" "http://127.0.0.1:$port/api/v1/imports")
+uploaded=$(now_ms)
+id=$(node -e "console.log(JSON.parse(process.argv[1]).id)" "$job")
+autocannon -c 4 -d 5 --json "http://127.0.0.1:$port/api/v1/imports/$id" >"$scratch/latency.json" 2>/dev/null &
+latency_pid=$!
+while :; do
+  status=$(curl -fsS "http://127.0.0.1:$port/api/v1/imports/$id")
+  node -e "process.exit(JSON.parse(process.argv[1]).done ? 0 : 1)" "$status" && break
+  sleep 0.2
+done
+finished=$(now_ms)
+wait "$latency_pid" || true
+peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$service_pid/status")
+kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; service_pid=
+
+echo "COPY of the same rows into an identical empty table…"
+psql -q "$database_url" -c "create table users_copy (like users including all)"
+columns=$(head -n 1 "$file")
+copy_started=$(now_ms)
+if [ "$format" = csv ]; then
+  psql -q "$database_url" -c "\\copy users_copy ($columns) from '$file' with (format csv, header true)"
+else
+  echo "COPY comparison needs FORMAT=csv"; exit 1
+fi
+copy_finished=$(now_ms)
+copied=$(psql -Atq "$database_url" -c "select count(*) from users_copy")
+
+node - "$status" "$scratch/latency.json" "$rows" "$started" "$uploaded" "$finished" "$copy_started" "$copy_finished" "$copied" "$peak_rss_kb" <<'NODE'
+const [status, latencyFile, rows, started, uploaded, finished, copyStarted, copyFinished, copied, rssKb] = process.argv.slice(2)
+const job = JSON.parse(status)
+const latency = JSON.parse(require('node:fs').readFileSync(latencyFile, 'utf8')).latency
+const jobSeconds = (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000
+const wallSeconds = (Number(finished) - Number(started)) / 1000
+const copySeconds = (Number(copyFinished) - Number(copyStarted)) / 1000
+const rate = (n, s) => Math.round(n / s)
+const importRate = rate(job.counters.processed, wallSeconds)
+const copyRate = rate(Number(copied), copySeconds)
+console.log(JSON.stringify(job.counters))
+console.log(`upload          ${((Number(uploaded) - Number(started)) / 1000).toFixed(2)} s`)
+console.log(`import (job)    ${jobSeconds.toFixed(2)} s   ${rate(job.counters.processed, jobSeconds)} rows/s`)
+console.log(`import (HTTP, upload to done) ${wallSeconds.toFixed(2)} s   ${importRate} rows/s`)
+console.log(`COPY            ${copySeconds.toFixed(2)} s   ${copyRate} rows/s   (${copied} rows)`)
+console.log(`ratio to COPY   ${(importRate / copyRate * 100).toFixed(1)} % (upload to done)   ${(rate(job.counters.processed, jobSeconds) / copyRate * 100).toFixed(1)} % (job)`)
+console.log(`peak RSS        ${Math.round(Number(rssKb) / 1024)} MB`)
+console.log(`GET status while importing: p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms`)
+NODE

@@ -1,0 +1,154 @@
+import { createWriteStream } from 'node:fs'
+import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import postgres from 'postgres'
+import t from 'tap'
+import { generate } from '../../../bench/generate.ts'
+import { createTestDatabase } from '../../db.ts'
+import { listeningAddress, type ServerProcess, scratchDirectory, startServerProcess } from '../../helper.ts'
+
+// SPEC §5 with real processes and kill -9: a job resumes after its last committed batch and ends
+// with exactly the rows, counters and errors of an uninterrupted run; several processes on one
+// database share the jobs, each job running in one process at a time.
+
+const ROWS = 200_000
+
+async function generatedFile(rows: number, defectRate: number): Promise<string> {
+  const file = path.join(scratchDirectory(), 'users.csv')
+  await pipeline(generate({ resource: 'users', format: 'csv', rows, defectRate, seed: 7 }), createWriteStream(file))
+  return file
+}
+
+async function upload(address: string, file: string): Promise<string> {
+  const form = new FormData()
+  form.set('resource', 'users')
+  form.set('file', await fileBlob(file), 'users.csv')
+  const response = await fetch(`${address}/api/v1/imports`, { method: 'POST', body: form })
+  if (response.status !== 202) throw new Error(`upload: ${response.status} ${await response.text()}`)
+  return ((await response.json()) as { id: string }).id
+}
+
+async function fileBlob(file: string): Promise<Blob> {
+  const { openAsBlob } = await import('node:fs')
+  return openAsBlob(file)
+}
+
+async function job(address: string, id: string) {
+  return (await (await fetch(`${address}/api/v1/imports/${id}`)).json()) as {
+    status: string
+    done: boolean
+    counters: { processed: number; inserted: number; updated: number; failed: number }
+  }
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** What the import left behind: counters, a digest of the users table, and of the error rows. */
+async function outcome(databaseUrl: string, jobId: string) {
+  const sql = postgres(databaseUrl, { max: 1 })
+  try {
+    const [row] = await sql`
+      select j.processed, j.inserted, j.updated, j.failed, j.status,
+        (select count(*) from users)::int as users,
+        -- Rows the file gave no id get a random one: compare them by their natural key instead.
+        (select md5(string_agg(concat_ws('|', email, name, role, active, created_at, updated_at), ',' order by lower(email))) from users) as users_digest,
+        (select md5(string_agg(concat_ws('|', record, seq, line, code, field, value), ',' order by record, seq)) from import_errors where job_id = j.id) as errors_digest
+      from import_jobs j where j.id = ${jobId}`
+    return row
+  } finally {
+    await sql.end()
+  }
+}
+
+function serve(t: Parameters<typeof startServerProcess>[0], databaseUrl: string, importDir: string, extra: Record<string, string> = {}) {
+  return startServerProcess(t, {
+    DATABASE_URL: databaseUrl,
+    IMPORT_DIR: importDir,
+    EXPORT_DIR: path.join(importDir, '..', 'exports'),
+    BATCH_SIZE: '2000',
+    LOG_LEVEL: 'info',
+    ...extra,
+  })
+}
+
+t.test(`kill -9 during a ${ROWS}-row import, then a restart: the job completes exactly as an uninterrupted run`, async (t) => {
+  const file = await generatedFile(ROWS, 0.02)
+  const importDir = path.join(scratchDirectory(), 'imports')
+
+  // The reference: the same file, uninterrupted, in a database of its own.
+  const referenceUrl = await createTestDatabase(t)
+  const reference = serve(t, referenceUrl, importDir)
+  const referenceAddress = await listeningAddress(reference)
+  await reference.waitForLog((line) => line.msg === 'ready')
+  const referenceId = await upload(referenceAddress, file)
+  await waitFor(async () => ((await job(referenceAddress, referenceId)).done ? true : undefined))
+  reference.child.kill('SIGTERM')
+  await reference.exited
+
+  const databaseUrl = await createTestDatabase(t)
+  const first = serve(t, databaseUrl, importDir)
+  const address = await listeningAddress(first)
+  await first.waitForLog((line) => line.msg === 'ready')
+  const id = await upload(address, file)
+  const before = await waitFor(async () => {
+    const state = await job(address, id)
+    return state.counters.processed >= ROWS / 4 ? state : undefined
+  })
+  first.child.kill('SIGKILL')
+  await first.exited
+  t.ok(before.counters.processed < ROWS, `killed mid-way, at ${before.counters.processed} records`)
+
+  const second = serve(t, databaseUrl, importDir, { JOB_LEASE_SECONDS: '2' })
+  const secondAddress = await listeningAddress(second)
+  const resumed = await second.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
+  t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'resumes after its last committed batch')
+  await waitFor(async () => ((await job(secondAddress, id)).done ? true : undefined))
+
+  const expected = await outcome(referenceUrl, referenceId)
+  const actual = await outcome(databaseUrl, id)
+  t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
+  t.equal(actual?.processed, String(ROWS))
+})
+
+t.test('two processes share the jobs: each runs once; killing the owner hands its job to the other', async (t) => {
+  const small = await generatedFile(20_000, 0.01)
+  const large = await generatedFile(ROWS, 0.01)
+  const importDir = path.join(scratchDirectory(), 'imports')
+  const databaseUrl = await createTestDatabase(t)
+  const environment = { JOB_LEASE_SECONDS: '2', JOB_POLL_INTERVAL_MS: '200', WORKER_POOL_SIZE: '2' }
+  const processes: ServerProcess[] = [serve(t, databaseUrl, importDir, environment), serve(t, databaseUrl, importDir, environment)]
+  const addresses = (await Promise.all(processes.map(listeningAddress))) as [string, string]
+  await Promise.all(processes.map((server) => server.waitForLog((line) => line.msg === 'ready')))
+
+  const ids = await Promise.all(Array.from({ length: 6 }, (_, index) => upload(addresses[index % 2] as string, small)))
+  for (const id of ids) await waitFor(async () => ((await job(addresses[0] as string, id)).done ? true : undefined))
+  const starts = processes.flatMap((server) => server.logs.filter((line) => line.msg === 'import started'))
+  t.same(starts.map((line) => line.job_id).sort(), [...ids].sort(), 'each job started exactly once, in one of the processes')
+  t.ok(processes.every((server) => server.logs.some((line) => line.msg === 'import started')), 'both processes took jobs')
+
+  const id = await upload(addresses[0] as string, large)
+  const owner = await waitFor(async () =>
+    processes.find((server) => server.logs.some((line) => line.msg === 'import started' && line.job_id === id)),
+  )
+  await waitFor(async () => ((await job(addresses[0] as string, id)).counters.processed >= 20_000 ? true : undefined))
+  owner.child.kill('SIGKILL')
+  const survivor = processes.find((server) => server !== owner) as ServerProcess
+  const survivorAddress = addresses[processes.indexOf(survivor)] as string
+  await survivor.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
+  const finished = await waitFor(async () => {
+    const state = await job(survivorAddress, id)
+    return state.done ? state : undefined
+  })
+  t.equal(finished.status, 'completed')
+  t.equal(finished.counters.processed, ROWS, 'every record counted exactly once')
+  const { inserted, updated, failed, processed } = finished.counters
+  t.equal(inserted + updated + failed, processed)
+})

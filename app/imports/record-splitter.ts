@@ -51,6 +51,12 @@ export interface SplitterOptions {
   maxRecordBytes: number
   /** Records to pass over without emitting them (a resumed job's committed records). */
   skipRecords?: number
+  /**
+   * A batch also ends once its bytes reach this (default 8 MiB), so that large records cannot
+   * make a batch huge. Like the record count, it depends on the source alone: a resumed job
+   * cuts the same batches.
+   */
+  maxBatchBytes?: number
 }
 
 const NEWLINE = 0x0a
@@ -123,7 +129,7 @@ export class RecordSplitter {
   private ready: RecordBatch[] = []
 
   constructor(options: SplitterOptions) {
-    this.options = { skipRecords: 0, ...options }
+    this.options = { skipRecords: 0, maxBatchBytes: 8 * 1024 * 1024, ...options }
     this.format = options.format
   }
 
@@ -391,7 +397,7 @@ export class RecordSplitter {
       }
     }
     this.resetRecord()
-    if (this.spans.length >= this.options.batchRecords) this.flushBatch()
+    if (this.spans.length >= this.options.batchRecords || this.batchBytes >= this.options.maxBatchBytes) this.flushBatch()
   }
 
   private flushBatch(): void {

@@ -111,15 +111,70 @@ function absentAs(random: Random, source: RecordSource): Cell {
   return random.pick([ABSENT, ABSENT, null, ''])
 }
 
-/** Ids from a small pool (many repeats), in any case; sometimes absent, new or invalid. */
-function optionalId(random: Random, pool: readonly string[], fresh: () => string, source: RecordSource): Cell {
-  return random.weighted<() => Cell>([
-    [62, () => anyCase(random, random.pick(pool))],
-    [5, fresh],
-    [28, () => absentAs(random, source)],
-    [2, () => random.pick(INVALID_UUIDS)],
-    [source === 'json' ? 1 : 0, () => 12345],
+interface KeyPools {
+  /** A small pool of ids: most records repeat one. */
+  ids: readonly string[]
+  /** The natural key (email, slug) each pool id usually carries. */
+  homes: readonly string[]
+  /** Natural keys no pool id carries: records without id find or create their rows. */
+  strays: readonly string[]
+  /** A never-seen id, and a never-seen natural key. */
+  freshId(): string
+  freshKey(): string
+}
+
+/**
+ * An id and a natural key for a record of a resource that has one: mostly a pool id with its own
+ * key (inserted, then updated), else no id (the row is found by its key, or created), a pool id
+ * with any key (it moves the row's key, or fails with unique_violation), a new id, or an invalid
+ * one.
+ */
+function idAndKey(random: Random, pools: KeyPools, source: RecordSource): [Cell, string] {
+  const k = random.below(pools.ids.length)
+  const id = anyCase(random, pools.ids[k] as string)
+  const home = pools.homes[k] as string
+  return random.weighted<() => [Cell, string]>([
+    [55, () => [id, home]],
+    [20, () => [absentAs(random, source), random.chance(0.5) ? random.pick(pools.homes) : random.pick(pools.strays)]],
+    [12, () => [id, random.pick(pools.homes)]],
+    [6, () => [pools.freshId(), random.chance(0.5) ? random.pick(pools.homes) : pools.freshKey()]],
+    [2, () => [random.pick(INVALID_UUIDS), home]],
+    [source === 'json' ? 1 : 0, () => [12345, home]],
   ])()
+}
+
+/**
+ * A chain of records, each otherwise valid, where natural keys move between two rows: a row
+ * changes its key, another takes the freed one, a record without id finds a row by its new key,
+ * a row takes back its old key (allowed, or a unique_violation when another took it).
+ */
+function keyChain(random: Random, pools: KeyPools, absent: Cell): [Cell, string][] {
+  const [a, b] = [random.pick(pools.ids), random.pick(pools.ids)]
+  const [k1, k2, k3] = [random.pick(pools.homes), random.pick(pools.homes), random.pick(pools.strays)]
+  return random.pick<[Cell, string][]>([
+    [
+      [a, k1],
+      [a, k2],
+      [b, k1],
+      [absent, k2],
+      [a, k1],
+    ],
+    [
+      [a, k1],
+      [b, k2],
+      [a, k3],
+      [b, k1],
+      [a, k2],
+      [b, k3],
+    ],
+    [
+      [a, k1],
+      [a, k2],
+      [a, k1],
+      [absent, k2],
+      [b, k2],
+    ],
+  ])
 }
 
 function optionalTimestamp(random: Random, source: RecordSource): Cell {
@@ -170,44 +225,37 @@ function userDraft(random: Random, id: Cell, email: Cell, index: number, source:
 }
 
 /**
- * Users: ids and emails from small pools, so that most records repeat an id or an email (in
- * another case); now and then a chain where emails move between rows: a row changes its email,
- * another takes the freed one, a record without id finds a row by its new email, a row takes
- * back its old email.
+ * Users: ids and emails from small pools (see idAndKey, keyChain), emails in any case, so that
+ * most records repeat an id or an email; each field now and then invalid.
  */
 function userRecords(seed: number, count: number, source: RecordSource): Draft[] {
   const random = new Random(seed)
-  const ids = Array.from({ length: Math.ceil(count / 8) }, (_, k) => userId(seed, k))
-  const emails = Array.from({ length: Math.ceil(count / 6) }, (_, k) => `user.${k}@${random.pick(DOMAINS)}`)
-  let freshIds = 0
-  const fresh = () => userId(seed, 100_000 + freshIds++)
+  let fresh = 0
+  const pools: KeyPools = {
+    ids: Array.from({ length: Math.ceil(count / 8) }, (_, k) => userId(seed, k)),
+    homes: Array.from({ length: Math.ceil(count / 8) }, (_, k) => `user.${k}@${random.pick(DOMAINS)}`),
+    strays: Array.from({ length: Math.ceil(count / 20) }, (_, k) => `stray.${k}@${random.pick(DOMAINS)}`),
+    freshId: () => userId(seed, 100_000 + fresh++),
+    freshKey: () => `new.${fresh++}@${random.pick(DOMAINS)}`,
+  }
   const email = (text: string) => padded(random, anyCase(random, text))
   const records: Draft[] = []
   while (records.length < count) {
     const index = records.length
-    if (random.chance(0.04)) {
-      // A chain over two rows and three emails, each record otherwise valid.
-      const [a, b] = [random.pick(ids), random.pick(ids)]
-      const [e1, e2, e3] = [random.pick(emails), random.pick(emails), random.pick(emails)]
-      const steps: [Cell, string][] = random.pick([
-        [[a, e1], [a, e2], [b, e1], ['', e2], [a, e1]],
-        [[a, e1], [b, e2], [a, e3], [b, e1], [a, e2], [b, e3]],
-        [[a, e1], [a, e2], [a, e1], ['', e2], [b, e2]],
-      ])
-      for (const [id, address] of steps) {
-        const draft = userDraft(random, id, email(address), index, source)
-        records.push({ ...draft, name: `Chain ${index}`, role: 'editor' })
+    if (random.chance(0.03)) {
+      for (const [id, address] of keyChain(random, pools, absentAs(random, source))) {
+        records.push({ ...userDraft(random, id, email(address), index, source), name: `Chain ${index}`, role: 'editor' })
       }
       continue
     }
-    const address = random.weighted<() => Cell>([
-      [90, () => email(random.pick(emails))],
-      [3, () => `new.${index}@${random.pick(DOMAINS)}`],
-      [4, () => random.pick(INVALID_EMAILS)],
-      [1, () => `${'l'.repeat(60)}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'m'.repeat(60)}.example.com`],
-      [2, () => requiredText(random, '', source)],
+    const [id, address] = idAndKey(random, pools, source)
+    const emailCell = random.weighted<() => Cell>([
+      [95, () => email(address)],
+      [3, () => random.pick(INVALID_EMAILS)],
+      [0.5, () => `${'l'.repeat(60)}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'m'.repeat(60)}.example.com`],
+      [1.5, () => requiredText(random, '', source)],
     ])()
-    records.push(userDraft(random, optionalId(random, ids, fresh, source), address, index, source))
+    records.push(userDraft(random, id, emailCell, index, source))
   }
   return records.slice(0, count)
 }
@@ -218,6 +266,7 @@ function referencedUsers(ids: readonly string[]): Draft[] {
 }
 
 const TITLE_WORDS = ['Bulk', 'Imports', 'Streaming', 'PostgreSQL', 'Batches', 'Upserts', 'Café', 'Zürich']
+const SLUG_WORDS = ['bulk', 'imports', 'streaming', 'postgresql', 'batches', 'upserts', 'cafe', 'zurich']
 const TAG_NAMES = ['postgres', 'bulk', ' import ', 'csv', 'how-to', 'café', 'machine learning']
 
 function tags(random: Random): Cell {
@@ -232,69 +281,72 @@ function tags(random: Random): Cell {
 }
 
 /**
- * Articles (NDJSON): ids and slugs from small pools; authors among the referenced users, now and
- * then unknown; drafts with and without published_at, published_at absent, null or empty, so that
- * the stored row decides whether a draft is valid; chains where slugs move between rows.
+ * Articles (NDJSON): ids and slugs from small pools (see idAndKey, keyChain); authors among the
+ * referenced users, now and then unknown; drafts with and without published_at, published_at
+ * absent, null or empty, so that the stored row decides whether a draft is valid.
  */
 function articleRecords(seed: number, count: number, authors: readonly string[]): Draft[] {
   const random = new Random(seed)
-  const ids = Array.from({ length: Math.ceil(count / 8) }, (_, k) => articleId(seed, k))
-  const slugs = Array.from({ length: Math.ceil(count / 6) }, (_, k) => `${random.pick(TITLE_WORDS).toLowerCase()}-${k}`)
-  let freshIds = 0
-  const fresh = () => articleId(seed, 100_000 + freshIds++)
-  const draft = (id: Cell, slug: Cell, index: number): Draft => ({
-    id,
-    slug,
-    title: requiredText(random, `${random.pick(TITLE_WORDS)} ${index}`, 'json'),
-    body: random.weighted<() => Cell>([
-      [96, () => random.pick(['Plain body.', '  Spaces kept.  ', 'Two\nlines', 'Unicode 🚀 ü']) + index],
-      [2, () => random.pick([ABSENT, null, '', ' \n '])],
-      [1, () => 7],
-    ])(),
-    author_id: random.weighted<() => Cell>([
-      [92, () => anyCase(random, random.pick(authors))],
-      [5, () => userId(seed + 1, 500 + random.below(1000))],
-      [1, () => random.pick(INVALID_UUIDS)],
-      [2, () => requiredText(random, '', 'json')],
-    ])(),
-    tags: tags(random),
-    published_at: random.weighted<() => Cell>([
-      [35, () => ABSENT],
-      [15, () => null],
-      [5, () => ''],
-      [43, () => timestamp(random)],
-      [2, () => random.pick(INVALID_TIMESTAMPS)],
-    ])(),
-    status: random.weighted<() => Cell>([
-      [55, () => padded(random, 'published')],
-      [40, () => padded(random, 'draft')],
+  let fresh = 0
+  const word = () => random.pick(SLUG_WORDS)
+  const pools: KeyPools = {
+    ids: Array.from({ length: Math.ceil(count / 8) }, (_, k) => articleId(seed, k)),
+    homes: Array.from({ length: Math.ceil(count / 8) }, (_, k) => `${word()}-${k}`),
+    strays: Array.from({ length: Math.ceil(count / 20) }, (_, k) => `${word()}-stray-${k}`),
+    freshId: () => articleId(seed, 100_000 + fresh++),
+    freshKey: () => `${word()}-new-${fresh++}`,
+  }
+  const draft = (id: Cell, slug: Cell, index: number): Draft => {
+    const status = random.weighted<() => Cell>([
+      [62, () => padded(random, 'published')],
+      [33, () => padded(random, 'draft')],
       [2, () => 'archived'],
       [3, () => requiredText(random, '', 'json')],
-    ])(),
-  })
+    ])()
+    const isDraft = typeof status === 'string' && status.trim() === 'draft'
+    return {
+      id,
+      slug,
+      title: requiredText(random, `${random.pick(TITLE_WORDS)} ${index}`, 'json'),
+      body: random.weighted<() => Cell>([
+        [96, () => random.pick(['Plain body.', '  Spaces kept.  ', 'Two\nlines', 'Unicode 🚀 ü']) + index],
+        [2, () => random.pick([ABSENT, null, '', ' \n '])],
+        [1, () => 7],
+      ])(),
+      author_id: random.weighted<() => Cell>([
+        [93, () => anyCase(random, random.pick(authors))],
+        [4, () => userId(seed + 1, 500 + random.below(1000))],
+        [1, () => random.pick(INVALID_UUIDS)],
+        [2, () => requiredText(random, '', 'json')],
+      ])(),
+      tags: tags(random),
+      published_at: random.weighted<() => Cell>([
+        [isDraft ? 50 : 30, () => ABSENT],
+        [isDraft ? 30 : 10, () => null],
+        [5, () => ''],
+        [isDraft ? 6 : 53, () => timestamp(random)],
+        [2, () => random.pick(INVALID_TIMESTAMPS)],
+      ])(),
+      status,
+    }
+  }
   const records: Draft[] = []
   while (records.length < count) {
     const index = records.length
-    if (random.chance(0.04)) {
-      const [a, b] = [random.pick(ids), random.pick(ids)]
-      const [s1, s2, s3] = [random.pick(slugs), random.pick(slugs), random.pick(slugs)]
-      const steps: [Cell, string][] = random.pick([
-        [[a, s1], [a, s2], [b, s1], [ABSENT, s2], [a, s1]],
-        [[a, s1], [b, s2], [a, s3], [b, s1], [a, s2], [b, s3]],
-      ])
-      for (const [id, slug] of steps) {
+    if (random.chance(0.03)) {
+      for (const [id, slug] of keyChain(random, pools, ABSENT)) {
         const step = draft(id, slug, index)
         records.push({ ...step, title: `Chain ${index}`, status: 'published', author_id: random.pick(authors) })
       }
       continue
     }
-    const slug = random.weighted<() => Cell>([
-      [90, () => padded(random, random.pick(slugs))],
-      [3, () => `fresh-${index}`],
-      [4, () => random.pick(['Bad Slug', 'double--dash', '-lead', 'UPPER'])],
-      [3, () => requiredText(random, '', 'json')],
+    const [id, key] = idAndKey(random, pools, 'json')
+    const slugCell = random.weighted<() => Cell>([
+      [95, () => padded(random, key)],
+      [3, () => random.pick(['Bad Slug', 'double--dash', '-lead', 'UPPER'])],
+      [2, () => requiredText(random, '', 'json')],
     ])()
-    records.push(draft(optionalId(random, ids, fresh, 'json'), slug, index))
+    records.push(draft(id, slugCell, index))
   }
   return records.slice(0, count)
 }
@@ -407,13 +459,13 @@ const scenarios: Scenario[] = [
     name: 'users CSV',
     resource: 'users',
     seeds: [11],
-    files: (seed) => ({ setup: [], file: csvFile(seed, 'users', userRecords(seed, 400, 'csv')) }),
+    files: (seed) => ({ setup: [], file: csvFile(seed, 'users', userRecords(seed, 350, 'csv')) }),
   },
   {
     name: 'users NDJSON',
     resource: 'users',
     seeds: [21],
-    files: (seed) => ({ setup: [], file: ndjsonFile('users', userRecords(seed, 400, 'json')) }),
+    files: (seed) => ({ setup: [], file: ndjsonFile('users', userRecords(seed, 350, 'json')) }),
   },
   {
     name: 'articles NDJSON',
@@ -421,7 +473,7 @@ const scenarios: Scenario[] = [
     seeds: [31, 32],
     files: (seed) => ({
       setup: [ndjsonFile('users', referencedUsers(REFERENCED_USERS(seed)))],
-      file: ndjsonFile('articles', articleRecords(seed, 400, REFERENCED_USERS(seed))),
+      file: ndjsonFile('articles', articleRecords(seed, 350, REFERENCED_USERS(seed))),
     }),
   },
   {
@@ -433,7 +485,7 @@ const scenarios: Scenario[] = [
         ndjsonFile('users', referencedUsers(REFERENCED_USERS(seed))),
         ndjsonFile('articles', referencedArticles(REFERENCED_ARTICLES(seed), REFERENCED_USERS(seed))),
       ],
-      file: ndjsonFile('comments', commentRecords(seed, 350, REFERENCED_ARTICLES(seed), REFERENCED_USERS(seed))),
+      file: ndjsonFile('comments', commentRecords(seed, 300, REFERENCED_ARTICLES(seed), REFERENCED_USERS(seed))),
     }),
   },
 ]

@@ -32,7 +32,7 @@ ifeq ($(DOCKER_UP),yes)
 	docker compose up --build
 else
 	@echo "make dev: no Docker engine: running the service on the embedded PostgreSQL (.data/postgres), reloading on change"
-	node --watch-path=app --watch-path=plugins --watch-path=routes --watch-path=db --watch-path=schemas app/server.ts | pino-pretty
+	node --max-semi-space-size=4 --watch-path=app --watch-path=plugins --watch-path=routes --watch-path=db --watch-path=schemas app/server.ts | pino-pretty
 endif
 
 stop: runtime-deps ## Stop the compose stack and the embedded PostgreSQL left running

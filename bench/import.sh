@@ -34,8 +34,10 @@ node bench/generate.ts --resource users --format "$format" --rows "$rows" --defe
 echo "  $(du -h "$file" | cut -f1)"
 
 psql -q "$admin_url" -c "create database $database"
+# The service runs exactly as `npm start` runs it (same V8 flags).
+start_arguments=$(node -p "require('./package.json').scripts.start.split(' ').slice(1).join(' ')")
 DATABASE_URL="$database_url" HTTP_PORT=$port HOST=127.0.0.1 LOG_LEVEL=warn BATCH_SIZE=$batch_size \
-  IMPORT_DIR="$scratch/imports" EXPORT_DIR="$scratch/exports" node app/server.ts >"$scratch/service.log" 2>&1 &
+  IMPORT_DIR="$scratch/imports" EXPORT_DIR="$scratch/exports" node $start_arguments >"$scratch/service.log" 2>&1 &
 service_pid=$!
 until curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do sleep 0.1; done
 

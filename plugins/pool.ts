@@ -21,6 +21,9 @@ export default fp(
       minThreads: 0,
       maxThreads: threads,
       idleTimeout: 30_000,
+      // Workers allocate fast (decoded text, parsed records, SQL literals): a small young
+      // generation collects that garbage early instead of growing the resident set.
+      resourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
     })
     app.decorate('pool', pool)
     app.addHook('onClose', async () => {

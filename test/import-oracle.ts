@@ -6,8 +6,10 @@
 // database generates and the moment of now() — it represents by stand-ins (`generated:<n>` ids,
 // the `NOW` timestamp), so that tests compare everything else exactly.
 //
-// Interpretations where the SPEC leaves room (documented here, so a failing comparison can be
-// judged against them):
+// Where the SPEC leaves room, the oracle takes the reading below (written here, so that a
+// failing comparison can be judged against it); the differential tests' generators keep clear of
+// the finer points (an upper-case `Z`, a role in capitals) that a reasonable reading could decide
+// either way.
 // - A record is first validated on its own (every failing field reported, one error per field).
 //   Only a record that passes is checked against the tables (unique_violation on the natural key,
 //   foreign_key_violation per missing reference, invalid_state on the row as it would be
@@ -109,14 +111,7 @@ export function canonicalTimestamp(text: string): Timestamp | undefined {
   const match = TIMESTAMP.exec(text)
   if (!match) return undefined
   const [, year, month, day, hour, minute, second = '00', fraction = '', zone, sign, offsetHours, offsetMinutes] = match
-  const [y, mo, d, h, mi, s] = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ]
+  const [y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0] = [year, month, day, hour, minute, second].map(Number)
   if (y < 1 || mo < 1 || mo > 12 || h > 23 || mi > 59 || s > 59) return undefined
   const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)
   const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1] as number
@@ -155,8 +150,8 @@ const value = <T>(held: T) => ({ kind: 'value', value: held }) as const
 
 /**
  * A text field as the SPEC reads it: trimmed; empty is absent (null for a nullable field); a JSON
- * null is absent for an optional field, null for a nullable one; a JSON non-string is a
- * type_mismatch. `required` turns absence into a `required` error.
+ * null is absent (null for a nullable field); a JSON non-string is a type_mismatch. The caller
+ * turns the absence of a required field into a `required` error.
  */
 function readText(raw: unknown, options: { nullable?: boolean } = {}): Read<string> {
   if (raw === undefined) return ABSENT
@@ -239,7 +234,11 @@ function validateUser(record: Record<string, unknown>, source: RecordSource): Us
     if (text === 'true' || text === 'false') active = text === 'true'
     else if (text !== undefined) check.fail('active', 'invalid_value')
   } else if (typeof rawActive === 'boolean') active = rawActive
-  else if (rawActive !== undefined && rawActive !== null && !(typeof rawActive === 'string' && rawActive.trim() === '')) {
+  else if (
+    rawActive !== undefined &&
+    rawActive !== null &&
+    !(typeof rawActive === 'string' && rawActive.trim() === '')
+  ) {
     check.fail('active', 'type_mismatch')
   }
   const created_at = check.timestamp('created_at', check.optional(record, 'created_at'))
@@ -430,7 +429,8 @@ export class OracleDatabase {
     if (owner !== undefined && owner !== target) errors.push({ field: 'slug', code: 'unique_violation' })
     if (!this.users.has(record.author_id)) errors.push({ field: 'author_id', code: 'foreign_key_violation' })
     const published_at = record.published_at !== undefined ? record.published_at : (existing?.published_at ?? null)
-    if (record.status === 'draft' && published_at !== null) errors.push({ field: 'published_at', code: 'invalid_state' })
+    if (record.status === 'draft' && published_at !== null)
+      errors.push({ field: 'published_at', code: 'invalid_state' })
     if (errors.length) return errors
     if (existing) {
       this.articlesBySlug.delete(existing.slug.toLowerCase())
@@ -594,7 +594,8 @@ export async function databaseArticles(sql: Queryable, oracle: OracleDatabase): 
 
 /** The comments table, keyed by id. */
 export async function databaseComments(sql: Queryable): Promise<Record<string, CommentView>> {
-  const rows = await sql.unsafe(`select id::text, article_id::text, user_id::text, body, ${timestampColumn('created_at')}
+  const rows =
+    await sql.unsafe(`select id::text, article_id::text, user_id::text, body, ${timestampColumn('created_at')}
     from comments order by id`)
   const views: Record<string, CommentView> = {}
   for (const { id, ...row } of rows as unknown as (CommentView & { id: string })[]) views[id] = row
@@ -629,9 +630,23 @@ function stableJson(value: unknown): string | undefined {
   )
 }
 
-/** An oracle's failures as record number → sorted `field:code` list, the shape tests compare. */
+/**
+ * Per-record errors (the service's, from GET /api/v1/imports/:id/errors, or the oracle's) as
+ * record number → sorted `field:code` list, the shape tests compare.
+ */
+export function errorCodes(
+  errors: Iterable<{ record: number; field?: string | undefined; code: string }>,
+): Record<string, string[]> {
+  const codes = new Map<number, string[]>()
+  for (const { record, field, code } of errors) {
+    const list = codes.get(record) ?? []
+    list.push(`${field}:${code}`)
+    codes.set(record, list)
+  }
+  return Object.fromEntries([...codes].map(([record, list]) => [record, list.sort()]))
+}
+
+/** An oracle's failures in the shape of errorCodes. */
 export function failureCodes(failures: ReadonlyMap<number, readonly OracleError[]>): Record<string, string[]> {
-  const codes: Record<string, string[]> = {}
-  for (const [record, errors] of failures) codes[record] = errors.map(({ field, code }) => `${field}:${code}`).sort()
-  return codes
+  return errorCodes([...failures].flatMap(([record, errors]) => errors.map((error) => ({ record, ...error }))))
 }

@@ -41,19 +41,17 @@ keyed as materialized (
       else l.slug_row_published_at end as final_published_at
   from located l
 ),
-blocked as (
-  select least(
-    (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
-    -- slugs a record claims, and slugs its target row gives up: no value may occur twice
-    (select min(ord) from (
-      select ord, row_number() over (partition by k order by ord) as n from (
-        select ord, slug as k from keyed
-        union all
-        select ord, old_slug from keyed where old_slug <> slug
-      ) touched
-    ) t where n > 1)
-  ) as at
+-- Keys no two records of one statement may share (see db/users.ts): target row, claimed slug,
+-- the slug the target gives up.
+touched as (
+  select ord, 't' || target::text collate "C" as k from keyed where target is not null
+  union all
+  select ord, 's' || slug collate "C" from keyed
+  union all
+  select ord, 's' || old_slug collate "C" from keyed where old_slug <> slug
 ),
+repeated as (select k, min(ord) as first from touched group by k having count(*) > 1),
+blocked as (select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first),
 decided as materialized (
   select k.*, case
       when k.slug_owner is not null and k.slug_owner is distinct from k.target then 'unique_violation'

@@ -29,9 +29,8 @@ keyed as materialized (
     exists (select 1 from users u where u.id = r.user_id) as user_exists
   from input r
 ),
-blocked as (
-  select min(ord) as at from (select ord, row_number() over (partition by id order by ord) as n from keyed) t where n > 1
-),
+repeated as (select id, min(ord) as first from keyed group by id having count(*) > 1),
+blocked as (select min(k.ord) as at from keyed k join repeated r on r.id = k.id and k.ord > r.first),
 decided as materialized (
   select k.*, case
       when not (k.article_exists and k.user_exists) then 'foreign_key_violation'

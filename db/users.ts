@@ -20,27 +20,33 @@ export interface UsersTable {
 export const usersUpsert = {
   text: `
 with keyed as materialized (
-  select r.*, lower(r.email) as email_key, by_id.email is not null as id_exists, by_email.id as email_owner,
+  select r.*, lower(r.email) as email_key, by_id.email is not null as id_exists,
+    case when lower(by_id.email) = lower(r.email) then r.id else by_email.id end as email_owner,
     coalesce(r.id, by_email.id) as target, lower(by_id.email) as old_email
   from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
     as r(ord, id, email, name, role, active, created_at, updated_at)
   left join lateral (select u.email from users u where u.id = r.id limit 1) by_id on true
-  left join lateral (select u.id from users u where lower(u.email) = lower(r.email) limit 1) by_email on true
+  -- The row owning the email: no second look-up when the id's row already has this email.
+  left join lateral (
+    select u.id from users u
+    where lower(u.email) = lower(r.email) and (by_id.email is null or lower(by_id.email) <> lower(r.email))
+    limit 1
+  ) by_email on true
   where r.ord >= $9 and r.ord < $10
 ),
-blocked as (
-  select least(
-    (select min(ord) from (select ord, row_number() over (partition by target order by ord) as n from keyed where target is not null) t where n > 1),
-    -- emails a record claims, and emails its target row gives up: no value may occur twice
-    (select min(ord) from (
-      select ord, row_number() over (partition by k order by ord) as n from (
-        select ord, email_key as k from keyed
-        union all
-        select ord, old_email from keyed where old_email <> email_key
-      ) touched
-    ) t where n > 1)
-  ) as at
+-- Keys no two records of one statement may share: the row they target, the email they claim,
+-- the email their target gives up. The first record that repeats a key (the second occurrence
+-- with the smallest ordinal) ends the statement's range. Hash aggregates, no sorts; "C"
+-- collation because only equality matters.
+touched as (
+  select ord, 't' || target::text collate "C" as k from keyed where target is not null
+  union all
+  select ord, 'e' || email_key collate "C" from keyed
+  union all
+  select ord, 'e' || old_email collate "C" from keyed where old_email <> email_key
 ),
+repeated as (select k, min(ord) as first from touched group by k having count(*) > 1),
+blocked as (select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first),
 decided as materialized (
   select k.*, case
       when k.email_owner is not null and k.email_owner is distinct from k.target then 'unique_violation'

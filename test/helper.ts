@@ -215,11 +215,7 @@ export function uploadImport(app: FastifyInstance, options: UploadOptions) {
 }
 
 /** Polls GET /api/v1/imports/:id until the job is done; returns its final body. */
-export async function waitForImport(
-  app: FastifyInstance,
-  id: string,
-  timeoutMs = 120_000,
-): Promise<ImportJob> {
+export async function waitForImport(app: FastifyInstance, id: string, timeoutMs = 120_000): Promise<ImportJob> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const response = await app.inject({ url: `/api/v1/imports/${id}` })

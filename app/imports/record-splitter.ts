@@ -397,7 +397,8 @@ export class RecordSplitter {
       }
     }
     this.resetRecord()
-    if (this.spans.length >= this.options.batchRecords || this.batchBytes >= this.options.maxBatchBytes) this.flushBatch()
+    if (this.spans.length >= this.options.batchRecords || this.batchBytes >= this.options.maxBatchBytes)
+      this.flushBatch()
   }
 
   private flushBatch(): void {

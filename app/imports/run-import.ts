@@ -86,7 +86,8 @@ export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunO
       return 'lost'
     }
     if (error instanceof SourceRejected || error instanceof SourceFormatError) {
-      await finish(job, run, log, 'failed', jobProblem(422, 'Import source rejected', error.message, 'unprocessable'))
+      const detail = `${error.message.charAt(0).toUpperCase()}${error.message.slice(1)}.`
+      await finish(job, run, log, 'failed', jobProblem(422, 'Import source rejected', detail, 'unprocessable'))
       return 'failed'
     }
     throw error

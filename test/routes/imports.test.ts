@@ -733,7 +733,7 @@ t.test('a URL answering 404 ends the job failed with a problem naming HTTP 404',
     type: problemTypeUri('unprocessable'),
     title: 'Import source rejected',
     status: 422,
-    detail: 'the url answered HTTP 404',
+    detail: 'The url answered HTTP 404.',
     code: 'unprocessable',
   })
 })
@@ -745,7 +745,7 @@ t.test('a URL file larger than IMPORT_URL_MAX_BYTES (declared length) fails the 
   t.equal(job.status, 'failed')
   t.equal(
     (job.error as { detail?: string } | null)?.detail,
-    `the url's file is ${Buffer.byteLength(remoteCsv)} bytes; IMPORT_URL_MAX_BYTES is 20`,
+    `The url's file is ${Buffer.byteLength(remoteCsv)} bytes; IMPORT_URL_MAX_BYTES is 20.`,
   )
   t.equal(await countRows(app, 'users'), 0)
 })
@@ -763,7 +763,7 @@ t.test('a streamed URL file that grows past IMPORT_URL_MAX_BYTES fails the job',
   t.equal(job.status, 'failed')
   t.equal(
     (job.error as { detail?: string } | null)?.detail,
-    "the url's file is larger than IMPORT_URL_MAX_BYTES (100 bytes)",
+    "The url's file is larger than IMPORT_URL_MAX_BYTES (100 bytes).",
   )
 })
 
@@ -789,7 +789,7 @@ t.test('a URL that redirects more than IMPORT_URL_MAX_REDIRECTS times fails the 
   const app = await startedApp(t, { IMPORT_URL_ALLOW_PRIVATE: 'true', IMPORT_URL_MAX_REDIRECTS: '2' })
   const job = await importUrlAndWait(t, app, `${base}/hop0`)
   t.equal(job.status, 'failed')
-  t.equal((job.error as { detail?: string } | null)?.detail, 'the url redirects more than 2 times')
+  t.equal((job.error as { detail?: string } | null)?.detail, 'The url redirects more than 2 times.')
 
   const within = await importUrlAndWait(t, app, `${base}/hop1`)
   t.equal(within.status, 'completed', 'two redirects are allowed')

@@ -68,7 +68,12 @@ async function outcome(databaseUrl: string, jobId: string) {
   }
 }
 
-function serve(t: Parameters<typeof startServerProcess>[0], databaseUrl: string, importDir: string, extra: Record<string, string> = {}) {
+function serve(
+  t: Parameters<typeof startServerProcess>[0],
+  databaseUrl: string,
+  importDir: string,
+  extra: Record<string, string> = {},
+) {
   return startServerProcess(t, {
     DATABASE_URL: databaseUrl,
     IMPORT_DIR: importDir,
@@ -79,44 +84,47 @@ function serve(t: Parameters<typeof startServerProcess>[0], databaseUrl: string,
   })
 }
 
-t.test(`kill -9 during a ${ROWS}-row import, then a restart: the job completes exactly as an uninterrupted run`, async (t) => {
-  const file = await generatedFile(ROWS, 0.02)
-  const importDir = path.join(scratchDirectory(), 'imports')
+t.test(
+  `kill -9 during a ${ROWS}-row import, then a restart: the job completes exactly as an uninterrupted run`,
+  async (t) => {
+    const file = await generatedFile(ROWS, 0.02)
+    const importDir = path.join(scratchDirectory(), 'imports')
 
-  // The reference: the same file, uninterrupted, in a database of its own.
-  const referenceUrl = await createTestDatabase(t)
-  const reference = serve(t, referenceUrl, importDir)
-  const referenceAddress = await listeningAddress(reference)
-  await reference.waitForLog((line) => line.msg === 'ready')
-  const referenceId = await upload(referenceAddress, file)
-  await waitFor(async () => ((await job(referenceAddress, referenceId)).done ? true : undefined))
-  reference.child.kill('SIGTERM')
-  await reference.exited
+    // The reference: the same file, uninterrupted, in a database of its own.
+    const referenceUrl = await createTestDatabase(t)
+    const reference = serve(t, referenceUrl, importDir)
+    const referenceAddress = await listeningAddress(reference)
+    await reference.waitForLog((line) => line.msg === 'ready')
+    const referenceId = await upload(referenceAddress, file)
+    await waitFor(async () => ((await job(referenceAddress, referenceId)).done ? true : undefined))
+    reference.child.kill('SIGTERM')
+    await reference.exited
 
-  const databaseUrl = await createTestDatabase(t)
-  const first = serve(t, databaseUrl, importDir)
-  const address = await listeningAddress(first)
-  await first.waitForLog((line) => line.msg === 'ready')
-  const id = await upload(address, file)
-  const before = await waitFor(async () => {
-    const state = await job(address, id)
-    return state.counters.processed >= ROWS / 4 ? state : undefined
-  })
-  first.child.kill('SIGKILL')
-  await first.exited
-  t.ok(before.counters.processed < ROWS, `killed mid-way, at ${before.counters.processed} records`)
+    const databaseUrl = await createTestDatabase(t)
+    const first = serve(t, databaseUrl, importDir)
+    const address = await listeningAddress(first)
+    await first.waitForLog((line) => line.msg === 'ready')
+    const id = await upload(address, file)
+    const before = await waitFor(async () => {
+      const state = await job(address, id)
+      return state.counters.processed >= ROWS / 4 ? state : undefined
+    })
+    first.child.kill('SIGKILL')
+    await first.exited
+    t.ok(before.counters.processed < ROWS, `killed mid-way, at ${before.counters.processed} records`)
 
-  const second = serve(t, databaseUrl, importDir, { JOB_LEASE_SECONDS: '2' })
-  const secondAddress = await listeningAddress(second)
-  const resumed = await second.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
-  t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'resumes after its last committed batch')
-  await waitFor(async () => ((await job(secondAddress, id)).done ? true : undefined))
+    const second = serve(t, databaseUrl, importDir, { JOB_LEASE_SECONDS: '2' })
+    const secondAddress = await listeningAddress(second)
+    const resumed = await second.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
+    t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'resumes after its last committed batch')
+    await waitFor(async () => ((await job(secondAddress, id)).done ? true : undefined))
 
-  const expected = await outcome(referenceUrl, referenceId)
-  const actual = await outcome(databaseUrl, id)
-  t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
-  t.equal(actual?.processed, String(ROWS))
-})
+    const expected = await outcome(referenceUrl, referenceId)
+    const actual = await outcome(databaseUrl, id)
+    t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
+    t.equal(actual?.processed, String(ROWS))
+  },
+)
 
 t.test('two processes share the jobs: each runs once; killing the owner hands its job to the other', async (t) => {
   const small = await generatedFile(20_000, 0.01)
@@ -124,15 +132,25 @@ t.test('two processes share the jobs: each runs once; killing the owner hands it
   const importDir = path.join(scratchDirectory(), 'imports')
   const databaseUrl = await createTestDatabase(t)
   const environment = { JOB_LEASE_SECONDS: '2', JOB_POLL_INTERVAL_MS: '200', WORKER_POOL_SIZE: '2' }
-  const processes: ServerProcess[] = [serve(t, databaseUrl, importDir, environment), serve(t, databaseUrl, importDir, environment)]
+  const processes: ServerProcess[] = [
+    serve(t, databaseUrl, importDir, environment),
+    serve(t, databaseUrl, importDir, environment),
+  ]
   const addresses = (await Promise.all(processes.map(listeningAddress))) as [string, string]
   await Promise.all(processes.map((server) => server.waitForLog((line) => line.msg === 'ready')))
 
   const ids = await Promise.all(Array.from({ length: 6 }, (_, index) => upload(addresses[index % 2] as string, small)))
   for (const id of ids) await waitFor(async () => ((await job(addresses[0] as string, id)).done ? true : undefined))
   const starts = processes.flatMap((server) => server.logs.filter((line) => line.msg === 'import started'))
-  t.same(starts.map((line) => line.job_id).sort(), [...ids].sort(), 'each job started exactly once, in one of the processes')
-  t.ok(processes.every((server) => server.logs.some((line) => line.msg === 'import started')), 'both processes took jobs')
+  t.same(
+    starts.map((line) => line.job_id).sort(),
+    [...ids].sort(),
+    'each job started exactly once, in one of the processes',
+  )
+  t.ok(
+    processes.every((server) => server.logs.some((line) => line.msg === 'import started')),
+    'both processes took jobs',
+  )
 
   const id = await upload(addresses[0] as string, large)
   const owner = await waitFor(async () =>

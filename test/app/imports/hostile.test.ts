@@ -496,7 +496,7 @@ t.test('an unreachable URL ends its job failed with a clear problem', async (t) 
     type: problemTypeUri('unprocessable'),
     status: 422,
     code: 'unprocessable',
-    detail: /^the url cannot be fetched: .*ECONNREFUSED/,
+    detail: /^The url cannot be fetched: .*ECONNREFUSED.*\.$/,
   })
 })
 

@@ -46,7 +46,7 @@ started=$(now_ms)
 job=$(curl -fsS -F resource=users -F "file=@$file" "http://127.0.0.1:$port/api/v1/imports")
 uploaded=$(now_ms)
 id=$(node -e "console.log(JSON.parse(process.argv[1]).id)" "$job")
-autocannon -c 4 -d 5 --json "http://127.0.0.1:$port/api/v1/imports/$id" >"$scratch/latency.json" 2>/dev/null &
+autocannon -c 2 --overallRate 20 -d 5 --json "http://127.0.0.1:$port/api/v1/imports/$id" >"$scratch/latency.json" 2>/dev/null &
 latency_pid=$!
 while :; do
   status=$(curl -fsS "http://127.0.0.1:$port/api/v1/imports/$id")

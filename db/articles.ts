@@ -95,5 +95,7 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
         'a draft must not have published_at (the stored article has one)'
       from decided where action not in ('insert', 'update') and status = 'draft' and final_published_at is not null
     ) e), '[]') as errors,
-  (select at from blocked) as next`,
+  (select at from blocked) as next,
+  -- The keys this statement read or wrote: a concurrent batch that shares none could not see it.
+  (select array_agg(k) from touched t where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
 }

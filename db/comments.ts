@@ -63,5 +63,7 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
       select ord, id, 'foreign_key_violation', 'user_id', user_id::text, 'no user has this id'
       from decided where action = 'foreign_key_violation' and not user_exists
     ) e), '[]') as errors,
-  (select at from blocked) as next`,
+  (select at from blocked) as next,
+  -- The keys this statement read or wrote: a concurrent batch that shares none could not see it.
+  (select array_agg(id::text) from keyed where ord < coalesce((select at from blocked), 2147483647)) as touched`,
 }

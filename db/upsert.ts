@@ -31,7 +31,14 @@ export interface UpsertOutcome {
   errors: UpsertError[]
   /** The first ordinal the statement did not apply (it shares a key with an earlier record), or null. */
   next: number | null
+  /**
+   * The keys the statement read or wrote (target rows, natural keys claimed or given up). Two
+   * batches whose keys are disjoint give the same outcome whichever runs first.
+   */
+  touched: string[] | null
 }
+
+export type AppliedRange = Omit<UpsertOutcome, 'next' | 'touched'> & { touched: Set<string> }
 
 export interface UpsertStatement {
   /** Statement text; parameters: the batch's arrays, then the first and the end ordinal. */
@@ -48,8 +55,8 @@ export async function applyRange(
   params: string[],
   from: number,
   to: number,
-): Promise<Omit<UpsertOutcome, 'next'>> {
-  const total = { inserted: 0, updated: 0, errors: [] as UpsertError[] }
+): Promise<AppliedRange> {
+  const total: AppliedRange = { inserted: 0, updated: 0, errors: [], touched: new Set() }
   let start = from
   while (start < to) {
     // Not prepared: PostgreSQL would switch a prepared statement to a generic plan after five
@@ -60,6 +67,7 @@ export async function applyRange(
     total.inserted += outcome.inserted
     total.updated += outcome.updated
     total.errors.push(...outcome.errors)
+    for (const key of outcome.touched ?? []) total.touched.add(key)
     if (outcome.next === null) break
     start = outcome.next
   }

@@ -77,5 +77,7 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
   coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'email', 'value', email,
       'message', 'another user already has this email') order by ord)
     from decided where action = 'unique_violation'), '[]') as errors,
-  (select at from blocked) as next`,
+  (select at from blocked) as next,
+  -- The keys this statement read or wrote: a concurrent batch that shares none could not see it.
+  (select array_agg(k) from touched t where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
 }

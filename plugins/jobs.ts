@@ -5,6 +5,7 @@ import { downloadSource } from '../app/imports/download.ts'
 import { type ImportResource, importResources } from '../app/imports/resources.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../app/imports/run-import.ts'
 import { inspectSource } from '../app/imports/source.ts'
+import { connect } from '../db/connection.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
 import { claimImportJob, finishImportJob, type ImportJobRow, recordDownloadedSource } from '../db/imports.ts'
 
@@ -79,6 +80,14 @@ export default fp(
       bytesRead: (resource, bytes) => bytesRead.inc({ resource }, bytes),
     }
 
+    // Batches write on connections of their own: two per running job (see app/imports/batch-writer.ts),
+    // so that bulk writes never wait for, nor starve, the API's pool.
+    const writeConnections = connect(app.database.url, {
+      max: config.WORKER_POOL_SIZE * 2 + 1,
+      connectTimeoutSeconds: config.DATABASE_CONNECT_TIMEOUT_SECONDS,
+      applicationName: 'bulk-io import',
+    })
+
     const stopping = new AbortController()
     const running = new Set<Promise<void>>()
     let started = false
@@ -115,6 +124,7 @@ export default fp(
       try {
         outcome = await runImport(job, {
           sql: app.sql,
+          writeSql: writeConnections.sql,
           pool: app.pool,
           owner,
           leaseSeconds: config.JOB_LEASE_SECONDS,
@@ -204,6 +214,7 @@ export default fp(
       clearInterval(timer)
       await unlisten?.().catch(() => {})
       await Promise.allSettled([...running])
+      await writeConnections.close()
     })
   },
   { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'pool', 'storage'] },

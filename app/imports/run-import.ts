@@ -1,18 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type Tinypool from 'tinypool'
 import type { Sql } from '../../db/connection.ts'
-import { isDataError, isTransientConflict } from '../../db/errors.ts'
-import {
-  commitBatch,
-  finishImportJob,
-  type ImportJobRow,
-  releaseImportJob,
-  renewLease,
-  restartImportJob,
-} from '../../db/imports.ts'
-import { applyRange, type UpsertError } from '../../db/upsert.ts'
+import { finishImportJob, type ImportJobRow, releaseImportJob, renewLease, restartImportJob } from '../../db/imports.ts'
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
 import { PROBLEM_TOO_LARGE, PROBLEM_UNTERMINATED } from '../workers/import-batch.ts'
+import { type BatchWriter, DryRunWriter, LaneWriter, LeaseLost, type WriterState } from './batch-writer.ts'
 import { type ImportFormat, type RecordBatch, RecordSplitter, SourceFormatError } from './record-splitter.ts'
 import { type ImportResource, importResources } from './resources.ts'
 import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from './source.ts'
@@ -30,7 +22,10 @@ export interface ImportMetrics {
 }
 
 export interface ImportRun {
+  /** The job's bookkeeping (leases, finishing). */
   sql: Sql
+  /** Connections for the batches: each job reserves up to two while it writes. */
+  writeSql: Sql
   pool: Tinypool
   /** This process's identity in lease_owner. */
   owner: string
@@ -48,8 +43,6 @@ export interface ImportRun {
 
 /** How a run ended: the job's final status, or `released` (shutdown) / `lost` (lease gone). */
 export type RunOutcome = 'completed' | 'failed' | 'cancelled' | 'released' | 'lost'
-
-class LeaseLost extends Error {}
 
 interface Counters {
   processed: number
@@ -144,7 +137,24 @@ async function execute(
   const source = await openSource(path)
   let header: string[] | undefined
 
-  const writer = new BatchWriter(job, resource, run, counters, log)
+  const context = {
+    job,
+    resource,
+    sql: run.writeSql,
+    owner: run.owner,
+    leaseSeconds: run.leaseSeconds,
+    maxErrorsPerJob: run.maxErrorsPerJob,
+    log,
+    signal: run.signal,
+    counters,
+    onCommitted: (name: string, committed: { inserted: number; updated: number; failed: number; seconds: number }) => {
+      run.metrics.records(name, 'inserted', committed.inserted)
+      run.metrics.records(name, 'updated', committed.updated)
+      run.metrics.records(name, 'failed', committed.failed)
+      run.metrics.batchStage(name, 'write', committed.seconds)
+    },
+  }
+  const writer: BatchWriter = job.dry_run ? new DryRunWriter(context) : new LaneWriter(context)
   const depth = Math.max(2, run.pool.options.maxThreads + 1)
   const inFlight: { batch: RecordBatch; bytesRead: number; result: Promise<BatchResult> }[] = []
 
@@ -193,21 +203,22 @@ async function execute(
       else warnings.push(warning)
     }
     for (const warning of splitter.warnings) if (!warnings.includes(warning)) warnings.push(warning)
-    const outcome = await writer.write(next.batch, result, next.bytesRead, warnings)
+    const state = await writer.submit(next.batch, result, next.bytesRead, warnings)
     if (isLeaseLost()) throw new LeaseLost()
-    if (outcome === 'cancelled') {
-      await finish(job, run, log, 'cancelled', null, next.bytesRead, counters, started, processedAtStart)
+    return state === 'go' ? null : stop(state)
+  }
+
+  /** The job stops before its end: cancelled (committed batches stay) or handed back at shutdown. */
+  const stop = async (state: Exclude<WriterState, 'go'>): Promise<RunOutcome> => {
+    await writer.finish().catch(() => {})
+    if (state === 'cancelled') {
+      // bytes_read stays where the last committed batch left it.
+      await finish(job, run, log, 'cancelled', null, undefined, started, processedAtStart)
       return 'cancelled'
     }
-    if (run.signal.aborted) {
-      await releaseImportJob(run.sql, job.id, run.owner)
-      log.info(
-        { checkpoint_record: next.batch.spans.at(-1)?.record },
-        'import released at shutdown; it resumes from its checkpoint',
-      )
-      return 'released'
-    }
-    return null
+    await releaseImportJob(run.sql, job.id, run.owner)
+    log.info({ checkpoint_record: counters.processed }, 'import released at shutdown; it resumes from its checkpoint')
+    return 'released'
   }
 
   try {
@@ -227,13 +238,15 @@ async function execute(
       const stopped = await writeNext()
       if (stopped) return stopped
     }
-    await writer.end()
+    const state = await writer.finish()
+    if (isLeaseLost()) throw new LeaseLost()
+    if (state !== 'go') return stop(state)
   } finally {
     source.close()
     await writer.close()
   }
   for (const warning of splitter.warnings) if (!warnings.includes(warning)) warnings.push(warning)
-  await finish(job, run, log, 'completed', null, source.bytesRead(), counters, started, processedAtStart)
+  await finish(job, run, log, 'completed', null, source.bytesRead(), started, processedAtStart)
   return 'completed'
 }
 
@@ -244,7 +257,6 @@ async function finish(
   status: 'completed' | 'failed' | 'cancelled',
   problem: Record<string, unknown> | null,
   bytesRead?: number,
-  counters?: Counters,
   started?: number,
   processedAtStart = 0,
 ): Promise<void> {
@@ -267,228 +279,4 @@ async function finish(
     },
     'import finished',
   )
-  void counters
 }
-
-/**
- * Applies batches in order. A normal run gives each batch its own transaction; a dry run keeps
- * one transaction for the whole job (so later batches see the earlier ones) and rolls it back
- * at the end, while the job's counters and errors are committed outside it.
- */
-class BatchWriter {
-  private readonly job: ImportJobRow
-  private readonly resource: ImportResource
-  private readonly run: ImportRun
-  private readonly counters: Counters
-  private readonly log: FastifyBaseLogger
-  private dryRun: { sql: Sql; done: () => void; finished: Promise<unknown> } | undefined
-
-  constructor(job: ImportJobRow, resource: ImportResource, run: ImportRun, counters: Counters, log: FastifyBaseLogger) {
-    this.job = job
-    this.resource = resource
-    this.run = run
-    this.counters = counters
-    this.log = log
-  }
-
-  private lockKey(): string {
-    return `bulk-io:import:${this.resource.name}`
-  }
-
-  async begin(): Promise<void> {
-    if (!this.job.dry_run) return
-    // A transaction kept open for the whole dry run; rolled back by close().
-    const ready = Promise.withResolvers<Sql>()
-    const release = Promise.withResolvers<void>()
-    const finished = this.run.sql
-      .begin(async (tx) => {
-        await tx`select pg_advisory_xact_lock(hashtextextended(${this.lockKey()}, 0))`
-        ready.resolve(tx as unknown as Sql)
-        await release.promise
-        throw new DryRunRollback()
-      })
-      .catch((error) => {
-        if (!(error instanceof DryRunRollback)) ready.reject(error)
-      })
-    this.dryRun = { sql: await ready.promise, done: release.resolve, finished }
-  }
-
-  async end(): Promise<void> {}
-
-  async close(): Promise<void> {
-    if (!this.dryRun) return
-    this.dryRun.done()
-    await this.dryRun.finished
-    this.dryRun = undefined
-  }
-
-  /** Applies one batch and commits it with the job's counters; returns whether to go on. */
-  async write(
-    batch: RecordBatch,
-    result: BatchResult,
-    bytesRead: number,
-    warnings: string[],
-  ): Promise<'go' | 'cancelled'> {
-    const started = performance.now()
-    const records = batch.spans.length
-    const last = batch.spans[records - 1]
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = this.dryRun
-          ? await this.writeDryRun(batch, result, bytesRead, warnings)
-          : await this.writeInTransaction(batch, result, bytesRead, warnings)
-        const seconds = (performance.now() - started) / 1000
-        this.run.metrics.batchStage(this.resource.name, 'write', seconds)
-        this.log.debug({ record: last?.record, records, seconds }, 'batch committed')
-        return outcome
-      } catch (error) {
-        if (!isTransientConflict(error) || attempt >= 5) throw error
-        await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt * (0.5 + Math.random())))
-      }
-    }
-  }
-
-  private async writeInTransaction(
-    batch: RecordBatch,
-    result: BatchResult,
-    bytesRead: number,
-    warnings: string[],
-  ): Promise<'go' | 'cancelled'> {
-    let isolate = false
-    for (;;) {
-      try {
-        return await this.run.sql.begin(async (tx) => {
-          const sql = tx as unknown as Sql
-          await sql`select pg_advisory_xact_lock(hashtextextended(${this.lockKey()}, 0))`
-          const applied = await this.apply(sql, batch, result, isolate)
-          return this.commit(sql, batch, result, applied, bytesRead, warnings)
-        })
-      } catch (error) {
-        // A record the database refuses aborts the whole statement: redo the batch isolating it.
-        if (isolate || !isDataError(error)) throw error
-        isolate = true
-      }
-    }
-  }
-
-  private async writeDryRun(
-    batch: RecordBatch,
-    result: BatchResult,
-    bytesRead: number,
-    warnings: string[],
-  ): Promise<'go' | 'cancelled'> {
-    const sql = (this.dryRun as { sql: Sql }).sql
-    const applied = await this.apply(sql, batch, result, true)
-    return this.commit(this.run.sql, batch, result, applied, bytesRead, warnings)
-  }
-
-  /** Runs the upsert over the batch; isolating, each range runs in a savepoint and is halved on failure. */
-  private async apply(sql: Sql, batch: RecordBatch, result: BatchResult, isolate: boolean) {
-    const total = { inserted: 0, updated: 0, errors: [] as UpsertError[] }
-    if (result.valid === 0) return total
-    const end = batch.spans.length + 1
-    if (!isolate) return applyRange(sql, this.resource.upsert, result.params, 1, end)
-    const isolateRange = async (from: number, to: number): Promise<void> => {
-      try {
-        const part = await (sql as unknown as { savepoint: <T>(fn: (sp: Sql) => Promise<T>) => Promise<T> }).savepoint(
-          (savepoint) => applyRange(savepoint, this.resource.upsert, result.params, from, to),
-        )
-        total.inserted += part.inserted
-        total.updated += part.updated
-        total.errors.push(...part.errors)
-      } catch (error) {
-        if (!isDataError(error)) throw error
-        if (to - from <= 1) {
-          total.errors.push({
-            ord: from,
-            code: 'database_error',
-            message: `the database refused the record: ${(error as Error).message}`,
-          })
-          return
-        }
-        const middle = Math.floor((from + to) / 2)
-        await isolateRange(from, middle)
-        await isolateRange(middle, to)
-      }
-    }
-    await isolateRange(1, end)
-    return total
-  }
-
-  private async commit(
-    sql: Sql,
-    batch: RecordBatch,
-    result: BatchResult,
-    applied: { inserted: number; updated: number; errors: UpsertError[] },
-    bytesRead: number,
-    warnings: string[],
-  ): Promise<'go' | 'cancelled'> {
-    const rows: Record<string, unknown>[] = []
-    const failed = new Set<number>()
-    const seq = new Map<number, number>()
-    const add = (
-      index: number,
-      error: { field?: string; code: string; message: string; value?: string | null; id?: string },
-    ) => {
-      failed.add(index)
-      const span = batch.spans[index]
-      if (!span) return
-      const next = seq.get(index) ?? 0
-      seq.set(index, next + 1)
-      rows.push({
-        record: span.record,
-        seq: next,
-        line: span.line,
-        record_id: error.id ?? null,
-        field: error.field ?? null,
-        code: error.code,
-        message: error.message,
-        value: error.value ?? null,
-        byte_offset: span.offset,
-        byte_length: span.length,
-      })
-    }
-    for (const error of result.errors) add(error.index, error)
-    for (const error of applied.errors) {
-      add(error.ord - 1, { ...error, id: error.id ?? undefined })
-    }
-    rows.sort((a, b) => (a.record as number) - (b.record as number) || (a.seq as number) - (b.seq as number))
-    const room = Math.max(0, this.run.maxErrorsPerJob - this.counters.errorsStored)
-    const kept = rows.length > room ? rows.slice(0, room) : rows
-    if (kept.length < rows.length) {
-      const warning = `only the first ${this.run.maxErrorsPerJob} errors are kept (IMPORT_MAX_ERRORS); later ones are counted, not listed`
-      if (!warnings.includes(warning)) warnings.push(warning)
-    }
-    const last = batch.spans[batch.spans.length - 1] as (typeof batch.spans)[number]
-    const batchCounters = {
-      processed: batch.spans.length,
-      inserted: applied.inserted,
-      updated: applied.updated,
-      failed: failed.size,
-    }
-    const committed = await commitBatch(sql, {
-      jobId: this.job.id,
-      owner: this.run.owner,
-      leaseSeconds: this.run.leaseSeconds,
-      ...batchCounters,
-      errorsJson: JSON.stringify(kept),
-      bytesRead,
-      checkpointRecord: last.record,
-      checkpointLine: batch.endLine,
-      checkpointOffset: batch.endOffset,
-      warnings,
-    })
-    if (!committed) throw new LeaseLost()
-    this.counters.processed += batchCounters.processed
-    this.counters.inserted += batchCounters.inserted
-    this.counters.updated += batchCounters.updated
-    this.counters.failed += batchCounters.failed
-    this.counters.errorsStored += kept.length
-    this.run.metrics.records(this.resource.name, 'inserted', batchCounters.inserted)
-    this.run.metrics.records(this.resource.name, 'updated', batchCounters.updated)
-    this.run.metrics.records(this.resource.name, 'failed', batchCounters.failed)
-    return committed.cancelRequested ? 'cancelled' : 'go'
-  }
-}
-
-class DryRunRollback extends Error {}

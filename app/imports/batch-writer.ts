@@ -1,0 +1,427 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type postgres from 'postgres'
+import type { Sql } from '../../db/connection.ts'
+import { isDataError, isTransientConflict } from '../../db/errors.ts'
+import { commitBatch, type ImportJobRow } from '../../db/imports.ts'
+import { type AppliedRange, applyRange, type UpsertError } from '../../db/upsert.ts'
+import type { BatchResult } from '../workers/import-batch.ts'
+import type { RecordBatch } from './record-splitter.ts'
+import type { ImportResource } from './resources.ts'
+
+// Writes an import's batches in file order, each in one transaction with the job's counters,
+// checkpoint and error rows.
+//
+// A normal import writes on two connections ("lanes"): batch k+1 runs its statements while batch
+// k is still running or committing, which lets PostgreSQL use two cores. Batch k+1 commits only
+// after k did, and only if the two batches touched no common key (the statements report the keys
+// they read and wrote): then k+1's outcome is the one it would have had after k. Otherwise it
+// rolls back and runs again, now after k. When batch k waits for a lock that k+1 holds (k+1 waits
+// for k), k's lock_timeout fires; k asks k+1 to roll back, and tries again.
+//
+// A dry run writes on one connection, in one transaction rolled back at the end, so that later
+// batches see the earlier ones; its counters and errors are committed outside that transaction.
+
+/** How long a lane's statement waits for a lock before the conflict is resolved by hand. */
+const LOCK_TIMEOUT_MS = 1000
+const LANES = 2
+
+export class LeaseLost extends Error {}
+
+export interface WriterContext {
+  job: ImportJobRow
+  resource: ImportResource
+  /** Connections for the lanes (reserved for the job's duration) and the job's bookkeeping. */
+  sql: Sql
+  owner: string
+  leaseSeconds: number
+  maxErrorsPerJob: number
+  log: FastifyBaseLogger
+  signal: AbortSignal
+  counters: { processed: number; inserted: number; updated: number; failed: number; errorsStored: number }
+  onCommitted(resource: string, counts: { inserted: number; updated: number; failed: number; seconds: number }): void
+}
+
+export type WriterState = 'go' | 'cancelled' | 'released'
+
+export interface BatchWriter {
+  begin(): Promise<void>
+  /** Queues a batch (in file order); resolves once the next one may come. */
+  submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState>
+  /** Waits until every queued batch is committed (or the job stopped). */
+  finish(): Promise<WriterState>
+  /** Rolls back whatever is open and gives the connections back. */
+  close(): Promise<void>
+}
+
+type Reserved = postgres.ReservedSql<Record<string, never>>
+
+function lockKey(resource: ImportResource): string {
+  return `bulk-io:import:${resource.name}`
+}
+
+function code(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code
+}
+
+/** Waits for a lock too long, or was chosen as a deadlock victim: another batch holds the lock. */
+function isLockConflict(error: unknown): boolean {
+  return code(error) === '55P03' || isTransientConflict(error)
+}
+
+/**
+ * Runs the upsert over a batch, inside an open transaction. Isolating, each range runs in a
+ * savepoint and a range the database refuses is halved until the refused records are alone
+ * (they get database_error).
+ */
+async function applyBatch(
+  sql: Reserved,
+  resource: ImportResource,
+  batch: RecordBatch,
+  result: BatchResult,
+  isolate: boolean,
+) {
+  const end = batch.spans.length + 1
+  if (result.valid === 0) return { inserted: 0, updated: 0, errors: [], touched: new Set<string>() } as AppliedRange
+  if (!isolate) return applyRange(sql as unknown as Sql, resource.upsert, result.params, 1, end)
+  const total: AppliedRange = { inserted: 0, updated: 0, errors: [], touched: new Set() }
+  let savepoints = 0
+  const isolateRange = async (from: number, to: number): Promise<void> => {
+    const name = `range_${savepoints++}`
+    await sql.unsafe(`savepoint ${name}`)
+    try {
+      const part = await applyRange(sql as unknown as Sql, resource.upsert, result.params, from, to)
+      await sql.unsafe(`release savepoint ${name}`)
+      total.inserted += part.inserted
+      total.updated += part.updated
+      total.errors.push(...part.errors)
+      for (const key of part.touched) total.touched.add(key)
+    } catch (error) {
+      if (!isDataError(error)) throw error
+      await sql.unsafe(`rollback to savepoint ${name}`)
+      if (to - from <= 1) {
+        total.errors.push({
+          ord: from,
+          code: 'database_error',
+          message: `the database refused the record: ${(error as Error).message}`,
+        })
+        return
+      }
+      const middle = Math.floor((from + to) / 2)
+      await isolateRange(from, middle)
+      await isolateRange(middle, to)
+    }
+  }
+  await isolateRange(1, end)
+  return total
+}
+
+/** The batch's error rows (import_errors), and the records that failed. */
+function errorRows(batch: RecordBatch, result: BatchResult, applied: AppliedRange) {
+  const rows: Record<string, unknown>[] = []
+  const failed = new Set<number>()
+  const seq = new Map<number, number>()
+  const add = (
+    index: number,
+    error: { field?: string; code: string; message: string; value?: string | null; id?: string | null },
+  ) => {
+    const span = batch.spans[index]
+    if (!span) return
+    failed.add(index)
+    const next = seq.get(index) ?? 0
+    seq.set(index, next + 1)
+    rows.push({
+      record: span.record,
+      seq: next,
+      line: span.line,
+      record_id: error.id ?? null,
+      field: error.field ?? null,
+      code: error.code,
+      message: error.message,
+      value: error.value ?? null,
+      byte_offset: span.offset,
+      byte_length: span.length,
+    })
+  }
+  for (const error of result.errors) add(error.index, error)
+  for (const error of applied.errors as UpsertError[]) add(error.ord - 1, error)
+  rows.sort((a, b) => (a.record as number) - (b.record as number) || (a.seq as number) - (b.seq as number))
+  return { rows, failed: failed.size }
+}
+
+/**
+ * Records a batch's outcome with the job (in the batch's transaction for a normal run) and
+ * returns the state to go on in. @throws LeaseLost when the job is no longer ours.
+ */
+async function recordBatch(
+  context: WriterContext,
+  sql: Sql,
+  batch: RecordBatch,
+  result: BatchResult,
+  applied: AppliedRange,
+  bytesRead: number,
+  warnings: string[],
+): Promise<{ state: WriterState; counts: { inserted: number; updated: number; failed: number }; kept: number }> {
+  const { rows, failed } = errorRows(batch, result, applied)
+  const room = Math.max(0, context.maxErrorsPerJob - context.counters.errorsStored)
+  const kept = rows.length > room ? rows.slice(0, room) : rows
+  if (kept.length < rows.length) {
+    const warning = `only the first ${context.maxErrorsPerJob} errors are kept (IMPORT_MAX_ERRORS); later ones are counted, not listed`
+    if (!warnings.includes(warning)) warnings.push(warning)
+  }
+  const last = batch.spans[batch.spans.length - 1] as RecordBatch['spans'][number]
+  const counts = { inserted: applied.inserted, updated: applied.updated, failed }
+  const committed = await commitBatch(sql, {
+    jobId: context.job.id,
+    owner: context.owner,
+    leaseSeconds: context.leaseSeconds,
+    processed: batch.spans.length,
+    ...counts,
+    errorsJson: JSON.stringify(kept),
+    bytesRead,
+    checkpointRecord: last.record,
+    checkpointLine: batch.endLine,
+    checkpointOffset: batch.endOffset,
+    warnings,
+  })
+  if (!committed) throw new LeaseLost()
+  let state: WriterState = 'go'
+  if (committed.cancelRequested) state = 'cancelled'
+  else if (context.signal.aborted) state = 'released'
+  return { state, counts, kept: kept.length }
+}
+
+function account(
+  context: WriterContext,
+  batch: RecordBatch,
+  counts: { inserted: number; updated: number; failed: number },
+  kept: number,
+  seconds: number,
+) {
+  const counters = context.counters
+  counters.processed += batch.spans.length
+  counters.inserted += counts.inserted
+  counters.updated += counts.updated
+  counters.failed += counts.failed
+  counters.errorsStored += kept
+  context.onCommitted(context.resource.name, { ...counts, seconds })
+}
+
+interface Completion {
+  touched: Set<string>
+  state: WriterState
+}
+
+/** One batch on its lane: statements, wait for the previous batch, check, commit. */
+class LaneTask {
+  successor: LaneTask | undefined
+  private readonly yieldRequested = Promise.withResolvers<'yield'>()
+  private readonly context: WriterContext
+  private readonly batch: RecordBatch
+  private readonly result: BatchResult
+  private readonly bytesRead: number
+  private readonly warnings: string[]
+
+  constructor(context: WriterContext, batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]) {
+    this.context = context
+    this.batch = batch
+    this.result = result
+    this.bytesRead = bytesRead
+    this.warnings = warnings
+  }
+
+  /** The previous batch waits for a lock this one holds: give it up. */
+  requestYield(): void {
+    this.yieldRequested.resolve('yield')
+  }
+
+  async run(lane: Reserved, previous: Promise<Completion> | undefined): Promise<Completion> {
+    const started = performance.now()
+    const { context, batch, result } = this
+    let open = false
+    const begin = async () => {
+      await lane.unsafe(`begin; set local lock_timeout = ${LOCK_TIMEOUT_MS}`)
+      open = true
+    }
+    const rollback = async () => {
+      if (!open) return
+      open = false
+      await lane.unsafe('rollback')
+    }
+    try {
+      let applied: AppliedRange | undefined
+      let failure: unknown
+      await begin()
+      try {
+        applied = await applyBatch(lane, context.resource, batch, result, false)
+      } catch (error) {
+        if (!isLockConflict(error) && !isDataError(error)) throw error
+        if (isLockConflict(error)) this.successor?.requestYield()
+        failure = error
+        await rollback()
+      }
+      let before: Completion | undefined
+      if (previous) {
+        const first = await Promise.race([
+          previous.then(
+            () => 'done' as const,
+            () => 'done' as const,
+          ),
+          this.yieldRequested.promise,
+        ])
+        if (first === 'yield' && open) {
+          // The previous batch waits for a lock we hold: let go, and run again after it.
+          applied = undefined
+          await rollback()
+        }
+        before = await previous
+      }
+      if (before && before.state !== 'go') {
+        await rollback()
+        return { touched: new Set(), state: before.state }
+      }
+      if (!applied || (before && overlaps(applied.touched, before.touched))) {
+        await rollback()
+        applied = await this.runAgain(lane, isDataError(failure), begin, rollback)
+      }
+      const recorded = await recordBatch(
+        context,
+        lane as unknown as Sql,
+        batch,
+        result,
+        applied,
+        this.bytesRead,
+        this.warnings,
+      )
+      await lane.unsafe('commit')
+      open = false
+      account(context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
+      return { touched: applied.touched, state: recorded.state }
+    } catch (error) {
+      await rollback().catch(() => {})
+      throw error
+    }
+  }
+
+  /** Runs the batch again once the previous one committed; waits out lock conflicts with the next. */
+  private async runAgain(lane: Reserved, isolate: boolean, begin: () => Promise<void>, rollback: () => Promise<void>) {
+    for (let attempt = 1; ; attempt++) {
+      await begin()
+      try {
+        return await applyBatch(lane, this.context.resource, this.batch, this.result, isolate)
+      } catch (error) {
+        await rollback()
+        if (isDataError(error) && !isolate) {
+          isolate = true
+          continue
+        }
+        if (!isLockConflict(error) || attempt >= 20) throw error
+        this.successor?.requestYield()
+        await new Promise((resolve) => setTimeout(resolve, 10 * attempt))
+      }
+    }
+  }
+}
+
+function overlaps(a: Set<string>, b: Set<string>): boolean {
+  const [small, large] = a.size < b.size ? [a, b] : [b, a]
+  for (const key of small) if (large.has(key)) return true
+  return false
+}
+
+/** The writer of normal imports: two lanes, commits in file order. */
+export class LaneWriter implements BatchWriter {
+  private readonly context: WriterContext
+  private lanes: Reserved[] = []
+  private free: Reserved[] = []
+  private readonly inFlight = new Set<Promise<Completion>>()
+  private tail: Promise<Completion> | undefined
+  private last: LaneTask | undefined
+  private state: WriterState = 'go'
+
+  constructor(context: WriterContext) {
+    this.context = context
+  }
+
+  async begin(): Promise<void> {
+    for (let lane = 0; lane < LANES; lane++) this.lanes.push((await this.context.sql.reserve()) as unknown as Reserved)
+    this.free = [...this.lanes]
+    // One import of a resource writes at a time: a session lock, held by the first lane.
+    await (this.lanes[0] as Reserved)`select pg_advisory_lock(hashtextextended(${lockKey(this.context.resource)}, 0))`
+  }
+
+  async submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState> {
+    while (this.free.length === 0 && this.state === 'go') await Promise.race(this.inFlight)
+    if (this.state !== 'go') return this.state
+    const lane = this.free.pop() as Reserved
+    const task = new LaneTask(this.context, batch, result, bytesRead, [...warnings])
+    if (this.last) this.last.successor = task
+    this.last = task
+    const completion = task.run(lane, this.tail).then((done) => {
+      if (done.state !== 'go' && this.state === 'go') this.state = done.state
+      return done
+    })
+    const settled = completion.finally(() => {
+      this.free.push(lane)
+      this.inFlight.delete(completion)
+    })
+    settled.catch(() => {})
+    this.inFlight.add(completion)
+    this.tail = completion
+    return this.state
+  }
+
+  async finish(): Promise<WriterState> {
+    await Promise.all([...this.inFlight])
+    return this.state
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.inFlight])
+    const first = this.lanes[0]
+    if (first)
+      await first`select pg_advisory_unlock(hashtextextended(${lockKey(this.context.resource)}, 0))`.catch(() => {})
+    for (const lane of this.lanes) lane.release()
+    this.lanes = []
+  }
+}
+
+/**
+ * The writer of dry runs: one transaction for the whole job, rolled back by close(); each batch in
+ * a savepoint; counters and errors committed outside it, on the job's bookkeeping connection.
+ */
+export class DryRunWriter implements BatchWriter {
+  private readonly context: WriterContext
+  private lane: Reserved | undefined
+  private state: WriterState = 'go'
+
+  constructor(context: WriterContext) {
+    this.context = context
+  }
+
+  async begin(): Promise<void> {
+    this.lane = (await this.context.sql.reserve()) as unknown as Reserved
+    await this.lane.unsafe('begin')
+    await this.lane`select pg_advisory_xact_lock(hashtextextended(${lockKey(this.context.resource)}, 0))`
+  }
+
+  async submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState> {
+    if (this.state !== 'go') return this.state
+    const started = performance.now()
+    const applied = await applyBatch(this.lane as Reserved, this.context.resource, batch, result, true)
+    const recorded = await recordBatch(this.context, this.context.sql, batch, result, applied, bytesRead, warnings)
+    account(this.context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
+    this.state = recorded.state
+    return this.state
+  }
+
+  async finish(): Promise<WriterState> {
+    return this.state
+  }
+
+  async close(): Promise<void> {
+    if (!this.lane) return
+    await this.lane.unsafe('rollback').catch(() => {})
+    this.lane.release()
+    this.lane = undefined
+  }
+}

@@ -96,6 +96,8 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
       from decided where action not in ('insert', 'update') and status = 'draft' and final_published_at is not null
     ) e), '[]') as errors,
   (select at from blocked) as next,
-  -- The keys this statement read or wrote: a concurrent batch that shares none could not see it.
-  (select array_agg(k) from touched t where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
+  -- The keys this statement read or wrote, as 64-bit hashes: a concurrent batch that shares
+  -- none could not see it (a hash collision only costs a needless rerun).
+  (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
+    where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
 }

@@ -137,6 +137,26 @@ export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilt
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
 }
 
+/**
+ * A job with its first `limit` errors, in one round trip (the status endpoint is polled while
+ * imports keep the database busy).
+ */
+export async function findImportJobWithErrors(
+  sql: Sql,
+  id: string,
+  limit: number,
+): Promise<{ job: ImportJobRow; errors: ImportErrorRow[] } | undefined> {
+  const [row] = await sql<(ImportJobRow & { first_errors: ImportErrorRow[] })[]>`
+    select j.*, coalesce((
+      select json_agg(e order by e.record, e.seq)
+      from (select * from import_errors where job_id = j.id order by record, seq limit ${limit}) e
+    ), '[]') as first_errors
+    from import_jobs j where j.id = ${id}`
+  if (!row) return undefined
+  const { first_errors: errors, ...job } = row
+  return { job: job as ImportJobRow, errors }
+}
+
 /** The first `limit` errors of a job, in record order. */
 export async function firstImportErrors(db: Kysely<Database>, jobId: string, limit: number): Promise<ImportErrorRow[]> {
   return db

@@ -32,13 +32,15 @@ export interface UpsertOutcome {
   /** The first ordinal the statement did not apply (it shares a key with an earlier record), or null. */
   next: number | null
   /**
-   * The keys the statement read or wrote (target rows, natural keys claimed or given up). Two
-   * batches whose keys are disjoint give the same outcome whichever runs first.
+   * The keys the statement read or wrote (target rows, natural keys claimed or given up), as
+   * 64-bit hashes packed in a buffer. Two batches whose keys are disjoint give the same outcome
+   * whichever runs first.
    */
-  touched: string[] | null
+  touched: Buffer | null
 }
 
-export type AppliedRange = Omit<UpsertOutcome, 'next' | 'touched'> & { touched: Set<string> }
+/** What a range of a batch did; `touched` holds 52 bits of each key's hash (exact in a number). */
+export type AppliedRange = Omit<UpsertOutcome, 'next' | 'touched'> & { touched: Set<number> }
 
 export interface UpsertStatement {
   /** Statement text; parameters: the batch's arrays, then the first and the end ordinal. */
@@ -67,7 +69,12 @@ export async function applyRange(
     total.inserted += outcome.inserted
     total.updated += outcome.updated
     total.errors.push(...outcome.errors)
-    for (const key of outcome.touched ?? []) total.touched.add(key)
+    const hashes = outcome.touched
+    if (hashes) {
+      for (let at = 0; at + 8 <= hashes.length; at += 8) {
+        total.touched.add((hashes.readUInt32BE(at) & 0xfffff) * 0x100000000 + hashes.readUInt32BE(at + 4))
+      }
+    }
     if (outcome.next === null) break
     start = outcome.next
   }

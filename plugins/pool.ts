@@ -15,7 +15,9 @@ declare module 'fastify' {
  */
 export default fp(
   async (app) => {
-    const threads = app.config.IMPORT_THREADS || availableParallelism()
+    // By default one core is left to the main thread and PostgreSQL: validation is cheap, and
+    // threads that compete with the database for every core make the writes slower.
+    const threads = app.config.IMPORT_THREADS || Math.max(1, availableParallelism() - 1)
     const pool = new Tinypool({
       filename: new URL('../app/workers/import-batch.ts', import.meta.url).href,
       minThreads: 0,

@@ -89,7 +89,7 @@ export const ConfigSchema = Type.Object({
     default: 0,
     minimum: 0,
     maximum: 256,
-    description: 'Worker threads that parse and validate import batches; 0: one per CPU core.',
+    description: 'Worker threads that parse and validate import batches; 0: one per CPU core but one.',
   }),
   RUN_JOBS: Type.Boolean({
     default: true,

@@ -81,7 +81,7 @@ async function applyBatch(
   isolate: boolean,
 ) {
   const end = batch.spans.length + 1
-  if (result.valid === 0) return { inserted: 0, updated: 0, errors: [], touched: new Set<string>() } as AppliedRange
+  if (result.valid === 0) return { inserted: 0, updated: 0, errors: [], touched: new Set<number>() } as AppliedRange
   if (!isolate) return applyRange(sql as unknown as Sql, resource.upsert, result.params, 1, end)
   const total: AppliedRange = { inserted: 0, updated: 0, errors: [], touched: new Set() }
   let savepoints = 0
@@ -207,7 +207,7 @@ function account(
 }
 
 interface Completion {
-  touched: Set<string>
+  touched: Set<number>
   state: WriterState
 }
 
@@ -322,7 +322,7 @@ class LaneTask {
   }
 }
 
-function overlaps(a: Set<string>, b: Set<string>): boolean {
+function overlaps(a: Set<number>, b: Set<number>): boolean {
   const [small, large] = a.size < b.size ? [a, b] : [b, a]
   for (const key of small) if (large.has(key)) return true
   return false

@@ -22,6 +22,9 @@ export interface RecordSpan {
   problem?: 'too_large' | 'unterminated'
 }
 
+/** How a span's problem travels to a worker thread (BatchTask.problems). */
+export const splitterProblemCodes = { too_large: 1, unterminated: 2 } as const
+
 /** A run of consecutive records, ready for a worker. */
 export interface RecordBatch {
   spans: RecordSpan[]

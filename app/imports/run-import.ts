@@ -2,10 +2,16 @@ import type { FastifyBaseLogger } from 'fastify'
 import type Tinypool from 'tinypool'
 import type { Sql } from '../../db/connection.ts'
 import { finishImportJob, type ImportJobRow, releaseImportJob, renewLease, restartImportJob } from '../../db/imports.ts'
+// Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
-import { PROBLEM_TOO_LARGE, PROBLEM_UNTERMINATED } from '../workers/import-batch.ts'
 import { type BatchWriter, DryRunWriter, LaneWriter, LeaseLost, type WriterState } from './batch-writer.ts'
-import { type ImportFormat, type RecordBatch, RecordSplitter, SourceFormatError } from './record-splitter.ts'
+import {
+  type ImportFormat,
+  type RecordBatch,
+  RecordSplitter,
+  SourceFormatError,
+  splitterProblemCodes,
+} from './record-splitter.ts'
 import { type ImportResource, importResources } from './resources.ts'
 import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from './source.ts'
 
@@ -171,9 +177,7 @@ async function execute(
       chunk: batch.chunk,
       starts: batch.starts,
       lengths: Int32Array.from(batch.spans, (span) => span.length),
-      problems: Uint8Array.from(batch.spans, (span) =>
-        span.problem === 'too_large' ? PROBLEM_TOO_LARGE : span.problem === 'unterminated' ? PROBLEM_UNTERMINATED : 0,
-      ),
+      problems: Uint8Array.from(batch.spans, (span) => (span.problem ? splitterProblemCodes[span.problem] : 0)),
       header,
       columns: resource.columns,
       nullableColumns: resource.nullableColumns,

@@ -1,4 +1,6 @@
 import { isAscii, isUtf8 } from 'node:buffer'
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import type { FieldError, RecordOutcome, Row, Source } from './fields.ts'
 
 // The tinypool task of an import: a batch of whole records arrives as raw bytes (split by the
@@ -17,7 +19,7 @@ export interface BatchTask {
   /** Per record: start in `chunk` (-1 when the splitter left its bytes out), byte length. */
   starts: Int32Array
   lengths: Int32Array
-  /** Per record: a defect the splitter found (0 none, 1 too large, 2 unterminated). */
+  /** Per record: a defect the splitter found (0 none, 1 too large, 2 unterminated: splitterProblemCodes). */
   problems: Uint8Array
   /** CSV: the header's column names, in file order. */
   header?: string[]
@@ -49,8 +51,8 @@ export interface BatchResult {
   validateMs: number
 }
 
-export const PROBLEM_TOO_LARGE = 1
-export const PROBLEM_UNTERMINATED = 2
+/** Codes of BatchTask.problems. Shared with the main thread: app/imports/record-splitter.ts. */
+const PROBLEM_TOO_LARGE = 1
 
 type Validate = (input: Record<string, unknown>, source: Source) => RecordOutcome
 const validators = new Map<string, Promise<Validate>>()
@@ -67,6 +69,14 @@ function validatorOf(resource: string): Promise<Validate> {
 }
 
 const utf8 = new TextDecoder('utf-8')
+
+// Below the main thread: on Linux each thread has a niceness of its own (set through its thread
+// id; pid 0 would mean the whole process), and API requests (a client polling its job's status)
+// must not queue behind validation. Elsewhere there is no /proc/thread-self: no matter.
+try {
+  const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop())
+  if (threadId > 0) setPriority(threadId, 10)
+} catch {}
 
 /** The tinypool entry point. */
 export default async function importBatch(task: BatchTask): Promise<BatchResult> {

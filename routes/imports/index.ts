@@ -26,6 +26,7 @@ import {
 } from '../../db/idempotency.ts'
 import {
   findImportJob,
+  findImportJobWithErrors,
   firstImportErrors,
   type ImportJobRow,
   importErrorPages,
@@ -277,7 +278,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => jobBody(await jobOr404(request.params.id)),
+    async (request) => {
+      const found = await findImportJobWithErrors(app.sql, request.params.id, FIRST_ERRORS)
+      if (!found) throw new ProblemError('not_found', `There is no import job ${request.params.id}.`)
+      return importJobView(found.job, found.errors)
+    },
   )
 
   app.get(

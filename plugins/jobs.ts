@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
+import { Worker } from 'node:worker_threads'
 import fp from 'fastify-plugin'
-import { downloadSource } from '../app/imports/download.ts'
-import { type ImportResource, importResources } from '../app/imports/resources.ts'
-import { type ImportMetrics, type RunOutcome, runImport } from '../app/imports/run-import.ts'
-import { inspectSource } from '../app/imports/source.ts'
-import { connect } from '../db/connection.ts'
-import { isDatabaseUnavailable } from '../db/errors.ts'
-import { claimImportJob, finishImportJob, type ImportJobRow, recordDownloadedSource } from '../db/imports.ts'
+import type { FromJobThread, JobThreadData, ToJobThread } from '../app/imports/job-thread.ts'
+import type { RunOutcome } from '../app/imports/run-import.ts'
+import { claimImportJob, type ImportJobRow } from '../db/imports.ts'
 
 export interface JobRunner {
   /** This process's identity in the jobs' lease_owner column. */
@@ -28,9 +25,10 @@ declare module 'fastify' {
 
 /**
  * The job runner: claims queued jobs (and jobs whose owner's lease expired) with FOR UPDATE SKIP
- * LOCKED, runs up to WORKER_POOL_SIZE of them at once, and keeps their leases alive. New jobs wake
- * it through NOTIFY; a poll every JOB_POLL_INTERVAL_MS also finds expired leases. On close it
- * stops claiming, lets each job finish the batch in hand and hands it back to the queue.
+ * LOCKED, up to WORKER_POOL_SIZE at once, and has the import thread (app/imports/job-thread.ts)
+ * run them; the thread keeps their leases alive. New jobs wake it through NOTIFY; a poll every
+ * JOB_POLL_INTERVAL_MS also finds expired leases. On close it stops claiming, lets each job finish
+ * the batch in hand and hand itself back to the queue, then ends the thread.
  */
 export default fp(
   async (app) => {
@@ -74,19 +72,65 @@ export default fp(
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
       labelNames: ['resource'],
     })
-    const metrics: ImportMetrics = {
-      records: (resource, outcome, count) => count && recordsTotal.inc({ resource, outcome }, count),
-      batchStage: (resource, stage, seconds) => batchSeconds.observe({ resource, stage }, seconds),
-      bytesRead: (resource, bytes) => bytesRead.inc({ resource }, bytes),
-    }
+    // The jobs themselves run in a thread of their own (app/imports/job-thread.ts), started on
+    // the first start() and ended on close; this side claims them and keeps the books.
+    let thread: Worker | undefined
+    const pending = new Map<string, (outcome: RunOutcome | 'error') => void>()
+    const threadClosed = Promise.withResolvers<void>()
 
-    // Batches write on connections of their own: two per running job (see app/imports/batch-writer.ts),
-    // so that bulk writes never wait for, nor starve, the API's pool.
-    const writeConnections = connect(app.database.url, {
-      max: config.WORKER_POOL_SIZE * 2 + 1,
-      connectTimeoutSeconds: config.DATABASE_CONNECT_TIMEOUT_SECONDS,
-      applicationName: 'bulk-io import',
-    })
+    function startThread(): Worker {
+      const data: JobThreadData = {
+        databaseUrl: app.database.url,
+        owner,
+        logLevel: config.LOG_LEVEL,
+        importDir: app.storage.importDir,
+        workerPoolSize: config.WORKER_POOL_SIZE,
+        importThreads: config.IMPORT_THREADS || Math.max(1, availableParallelism() - 1),
+        leaseSeconds: config.JOB_LEASE_SECONDS,
+        maxRecordBytes: config.RECORD_MAX_BYTES,
+        maxErrorsPerJob: config.IMPORT_MAX_ERRORS,
+        connectTimeoutSeconds: config.DATABASE_CONNECT_TIMEOUT_SECONDS,
+        download: {
+          maxBytes: config.IMPORT_URL_MAX_BYTES,
+          timeoutMs: config.IMPORT_URL_TIMEOUT_MS,
+          maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
+          allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
+        },
+      }
+      const worker = new Worker(new URL('../app/imports/job-thread.ts', import.meta.url), {
+        workerData: data,
+        // Its own heap limits: the thread allocates briskly (batches, query buffers), and a
+        // moderate young generation keeps its collections cheap without growing the resident set.
+        resourceLimits: { maxYoungGenerationSizeMb: 32, maxOldGenerationSizeMb: 256 },
+      })
+      worker.on('message', (message: FromJobThread) => {
+        switch (message.type) {
+          case 'finished':
+            pending.get(message.jobId)?.(message.outcome)
+            pending.delete(message.jobId)
+            break
+          case 'records':
+            recordsTotal.inc({ resource: message.resource, outcome: message.outcome }, message.count)
+            break
+          case 'stage':
+            batchSeconds.observe({ resource: message.resource, stage: message.stage }, message.seconds)
+            break
+          case 'bytes':
+            bytesRead.inc({ resource: message.resource }, message.bytes)
+            break
+          case 'closed':
+            threadClosed.resolve()
+            break
+        }
+      })
+      worker.on('error', (error) => app.log.error({ err: error }, 'the import thread failed'))
+      worker.on('exit', () => {
+        threadClosed.resolve()
+        for (const settle of pending.values()) settle('error')
+        pending.clear()
+      })
+      return worker
+    }
 
     const stopping = new AbortController()
     const running = new Set<Promise<void>>()
@@ -96,63 +140,17 @@ export default fp(
     let timer: NodeJS.Timeout | undefined
     let unlisten: (() => Promise<void>) | undefined
 
-    /** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */
-    async function download(job: ImportJobRow) {
-      const fetched = await downloadSource(job.source_url as string, app.storage.importDir, `${job.id}.download`, {
-        maxBytes: config.IMPORT_URL_MAX_BYTES,
-        timeoutMs: config.IMPORT_URL_TIMEOUT_MS,
-        maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
-        allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
-      })
-      const inspection = await inspectSource(fetched.path, importResources[job.resource] as ImportResource, {
-        declared: job.format ?? undefined,
-        filename: new URL(job.source_url as string).pathname,
-        contentType: fetched.contentType,
-      })
-      const source = { ...fetched, format: inspection.format, warnings: inspection.warnings }
-      await recordDownloadedSource(app.sql, job.id, owner, source)
-      return source
-    }
-
     async function runJob(job: ImportJobRow): Promise<void> {
       const log = app.log.child({ job_id: job.id, resource: job.resource })
       const begun = performance.now()
       jobsStarted.inc({ resource: job.resource })
       jobsInProgress.inc({ resource: job.resource })
       log.info({ attempt: job.attempts, checkpoint_record: Number(job.checkpoint_record) }, 'import started')
-      let outcome: RunOutcome | 'error' = 'error'
-      try {
-        outcome = await runImport(job, {
-          sql: app.sql,
-          writeSql: writeConnections.sql,
-          pool: app.pool,
-          owner,
-          leaseSeconds: config.JOB_LEASE_SECONDS,
-          maxRecordBytes: config.RECORD_MAX_BYTES,
-          maxErrorsPerJob: config.IMPORT_MAX_ERRORS,
-          log: app.log,
-          metrics,
-          signal: stopping.signal,
-          download: (job) => download(job),
-        })
-      } catch (error) {
-        if (isDatabaseUnavailable(error)) {
-          log.warn({ err: error }, 'database unavailable: the job resumes once its lease expires')
-        } else {
-          log.error({ err: error }, 'import failed unexpectedly')
-          const problem = {
-            type: 'urn:bulk-io:problem:internal-error',
-            title: 'Internal server error',
-            status: 500,
-            detail: 'The import stopped on an unexpected error; the log has the details.',
-            code: 'internal_error',
-          }
-          await finishImportJob(app.sql, job.id, owner, 'failed', problem).catch(() => {})
-          outcome = 'failed'
-        }
-      } finally {
-        jobsInProgress.dec({ resource: job.resource })
-      }
+      thread ??= startThread()
+      const finished = new Promise<RunOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
+      thread.postMessage({ type: 'run', job } satisfies ToJobThread)
+      const outcome = await finished
+      jobsInProgress.dec({ resource: job.resource })
       jobDuration.observe({ resource: job.resource, status: outcome }, (performance.now() - begun) / 1000)
       if (outcome === 'completed' || outcome === 'failed' || outcome === 'cancelled') {
         jobsFinished.inc({ resource: job.resource, status: outcome })
@@ -213,9 +211,15 @@ export default fp(
       stopping.abort()
       clearInterval(timer)
       await unlisten?.().catch(() => {})
-      await Promise.allSettled([...running])
-      await writeConnections.close()
+      if (thread) {
+        // Each job finishes its batch in hand and goes back to the queue; then the thread ends.
+        thread.postMessage({ type: 'stop' } satisfies ToJobThread)
+        await Promise.allSettled([...running])
+        thread.postMessage({ type: 'close' } satisfies ToJobThread)
+        await threadClosed.promise
+        await thread.terminate()
+      }
     })
   },
-  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'pool', 'storage'] },
+  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage'] },
 )

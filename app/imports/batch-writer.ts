@@ -21,8 +21,11 @@ import type { ImportResource } from './resources.ts'
 // A dry run writes on one connection, in one transaction rolled back at the end, so that later
 // batches see the earlier ones; its counters and errors are committed outside that transaction.
 
-/** How long a lane's statement waits for a lock before the conflict is resolved by hand. */
-const LOCK_TIMEOUT_MS = 1000
+/**
+ * How long a lane's statement waits for a lock before the conflict is resolved by hand. Short:
+ * a batch that waits for its neighbour's rows overlaps with it, and runs again anyway.
+ */
+const LOCK_TIMEOUT_MS = 100
 const LANES = 2
 
 export class LeaseLost extends Error {}
@@ -214,6 +217,8 @@ interface Completion {
 /** One batch on its lane: statements, wait for the previous batch, check, commit. */
 class LaneTask {
   successor: LaneTask | undefined
+  /** The batch carries a key of the previous one: it runs after it, not beside it. */
+  afterPrevious = false
   private readonly yieldRequested = Promise.withResolvers<'yield'>()
   private readonly context: WriterContext
   private readonly batch: RecordBatch
@@ -250,6 +255,7 @@ class LaneTask {
     try {
       let applied: AppliedRange | undefined
       let failure: unknown
+      if (this.afterPrevious && previous) await previous.catch(() => {})
       await begin()
       try {
         applied = await applyBatch(lane, context.resource, batch, result, false)
@@ -279,23 +285,29 @@ class LaneTask {
         await rollback()
         return { touched: new Set(), state: before.state }
       }
-      if (!applied || (before && overlaps(applied.touched, before.touched))) {
+      // A batch that started after the previous one committed saw it: nothing to check.
+      const reran =
+        !applied || (!this.afterPrevious && before !== undefined && overlaps(applied.touched, before.touched))
+      if (!applied || reran) {
         await rollback()
         applied = await this.runAgain(lane, isDataError(failure), begin, rollback)
       }
+      const done: AppliedRange = applied
       const recorded = await recordBatch(
         context,
         lane as unknown as Sql,
         batch,
         result,
-        applied,
+        done,
         this.bytesRead,
         this.warnings,
       )
       await lane.unsafe('commit')
       open = false
-      account(context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
-      return { touched: applied.touched, state: recorded.state }
+      const seconds = (performance.now() - started) / 1000
+      account(context, batch, recorded.counts, recorded.kept, seconds)
+      context.log.debug({ record: batch.spans.at(-1)?.record, seconds, reran }, 'batch committed')
+      return { touched: done.touched, state: recorded.state }
     } catch (error) {
       await rollback().catch(() => {})
       throw error
@@ -336,6 +348,7 @@ export class LaneWriter implements BatchWriter {
   private readonly inFlight = new Set<Promise<Completion>>()
   private tail: Promise<Completion> | undefined
   private last: LaneTask | undefined
+  private lastCarried: Set<number> | undefined
   private state: WriterState = 'go'
 
   constructor(context: WriterContext) {
@@ -354,6 +367,9 @@ export class LaneWriter implements BatchWriter {
     if (this.state !== 'go') return this.state
     const lane = this.free.pop() as Reserved
     const task = new LaneTask(this.context, batch, result, bytesRead, [...warnings])
+    const carried = new Set(result.carried)
+    task.afterPrevious = this.lastCarried !== undefined && overlaps(carried, this.lastCarried)
+    this.lastCarried = carried
     if (this.last) this.last.successor = task
     this.last = task
     const completion = task.run(lane, this.tail).then((done) => {

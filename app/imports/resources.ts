@@ -19,6 +19,8 @@ export interface ImportResource {
   required: readonly string[]
   /** Columns where an explicit null differs from absent (a presence array is sent too). */
   nullableColumns: readonly string[]
+  /** The natural key (SPEC §1), if any. */
+  naturalKey?: { column: string; caseInsensitive: boolean }
   upsert: UpsertStatement
 }
 
@@ -28,6 +30,7 @@ export const importResources: Record<string, ImportResource> = {
     columns: userColumns,
     required: UserRecordSchema.required ?? [],
     nullableColumns: [],
+    naturalKey: { column: 'email', caseInsensitive: true },
     upsert: usersUpsert,
   },
   articles: {
@@ -35,6 +38,7 @@ export const importResources: Record<string, ImportResource> = {
     columns: articleColumns,
     required: ArticleRecordSchema.required ?? [],
     nullableColumns: ['published_at'],
+    naturalKey: { column: 'slug', caseInsensitive: false },
     upsert: articlesUpsert,
   },
   comments: {

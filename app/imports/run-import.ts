@@ -181,6 +181,7 @@ async function execute(
       header,
       columns: resource.columns,
       nullableColumns: resource.nullableColumns,
+      naturalKey: resource.naturalKey,
       maxRecordBytes: run.maxRecordBytes,
     }
     const result = run.pool.run(task, { transferList: [batch.chunk.buffer as ArrayBuffer] }) as Promise<BatchResult>

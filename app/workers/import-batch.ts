@@ -27,6 +27,8 @@ export interface BatchTask {
   columns: readonly string[]
   /** Columns where an explicit null differs from absent: each gets a presence array too. */
   nullableColumns: readonly string[]
+  /** The natural key's column (and whether it compares case-insensitively), if the resource has one. */
+  naturalKey?: { column: string; caseInsensitive: boolean }
   maxRecordBytes: number
 }
 
@@ -44,6 +46,11 @@ export interface BatchResult {
    */
   params: string[]
   valid: number
+  /**
+   * Hashes of the keys the valid records carry (their ids and natural keys): the writer runs two
+   * batches side by side only when they share none (app/imports/batch-writer.ts).
+   */
+  carried: Float64Array
   errors: BatchError[]
   /** JSON keys that are not columns (CSV unknown columns are known from the header). */
   unknownFields: string[]
@@ -91,6 +98,8 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
   const errors: BatchError[] = []
   const unknown = new Set<string>()
   const known = new Set(columns)
+  const carried: number[] = []
+  const naturalKey = task.naturalKey
 
   // Most chunks are plain ASCII: decode once and slice; otherwise decode record by record.
   // Two passes (parse all, then validate all) so that each stage is timed once per batch.
@@ -135,6 +144,11 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
     }
     ordinals.push(String(index + 1))
     const row = outcome.row
+    if (typeof row.id === 'string') carried.push(keyHash(`t${row.id}`))
+    const natural = naturalKey ? row[naturalKey.column] : undefined
+    if (typeof natural === 'string') {
+      carried.push(keyHash(`k${naturalKey?.caseInsensitive ? natural.toLowerCase() : natural}`))
+    }
     for (let column = 0; column < columns.length; column++) {
       ;(values[column] as string[]).push(element(row[columns[column] as string]))
     }
@@ -150,6 +164,7 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
   return {
     params: [literal(ordinals), ...values.map(literal), ...presence.map(literal)],
     valid: ordinals.length,
+    carried: Float64Array.from(carried),
     errors,
     unknownFields: [...unknown],
     parseMs,
@@ -164,6 +179,23 @@ function splitterMessage(problem: number, task: BatchTask): string {
   return task.format === 'csv'
     ? 'a quoted field is not closed before the end of the file'
     : 'the JSON value is not closed before the end of the file'
+}
+
+/**
+ * A 53-bit hash of a key (cyrb53: two 32-bit multiply-xor lanes), exact as a JavaScript number.
+ * A collision only makes two batches run one after the other.
+ */
+function keyHash(text: string): number {
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at)
+    h1 = Math.imul(h1 ^ code, 2654435761)
+    h2 = Math.imul(h2 ^ code, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
 }
 
 // --- Parsing ---------------------------------------------------------------------------------

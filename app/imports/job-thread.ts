@@ -1,0 +1,154 @@
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
+import { parentPort, workerData } from 'node:worker_threads'
+import { pino } from 'pino'
+import Tinypool from 'tinypool'
+import { connect } from '../../db/connection.ts'
+import { isDatabaseUnavailable } from '../../db/errors.ts'
+import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
+import { downloadSource } from './download.ts'
+import { type ImportResource, importResources } from './resources.ts'
+import { type ImportMetrics, type RunOutcome, runImport } from './run-import.ts'
+import { inspectSource } from './source.ts'
+
+// The import jobs of a process run in this thread, not on the main thread: reading and splitting
+// sources, dispatching batches to the validation threads and driving the database writes allocate
+// a lot, and their garbage collection and callbacks would delay the HTTP requests (a client
+// polling its job's status) that the main thread serves. The main thread claims the jobs and
+// sends them here (plugins/jobs.ts); this thread reports back how each ended, and its metrics.
+
+/** What plugins/jobs.ts passes when it starts the thread. */
+export interface JobThreadData {
+  databaseUrl: string
+  owner: string
+  logLevel: string
+  importDir: string
+  workerPoolSize: number
+  importThreads: number
+  leaseSeconds: number
+  maxRecordBytes: number
+  maxErrorsPerJob: number
+  connectTimeoutSeconds: number
+  download: { maxBytes: number; timeoutMs: number; maxRedirects: number; allowPrivate: boolean }
+}
+
+export type ToJobThread = { type: 'run'; job: ImportJobRow } | { type: 'stop' } | { type: 'close' }
+
+export type FromJobThread =
+  | { type: 'finished'; jobId: string; outcome: RunOutcome | 'error' }
+  | { type: 'records'; resource: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
+  | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
+  | { type: 'bytes'; resource: string; bytes: number }
+  | { type: 'closed' }
+
+const settings = workerData as JobThreadData
+const port = parentPort as NonNullable<typeof parentPort>
+const post = (message: FromJobThread) => port.postMessage(message)
+
+// Below the main thread, above the validation threads (see app/workers/import-batch.ts).
+try {
+  const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop())
+  if (threadId > 0) setPriority(threadId, 5)
+} catch {}
+
+const log = pino({ level: settings.logLevel, timestamp: pino.stdTimeFunctions.isoTime })
+const bookkeeping = connect(settings.databaseUrl, {
+  max: settings.workerPoolSize + 2,
+  connectTimeoutSeconds: settings.connectTimeoutSeconds,
+  applicationName: 'bulk-io jobs',
+})
+// Batches write on connections of their own: two per running job (app/imports/batch-writer.ts).
+const writes = connect(settings.databaseUrl, {
+  max: settings.workerPoolSize * 2 + 1,
+  connectTimeoutSeconds: settings.connectTimeoutSeconds,
+  applicationName: 'bulk-io import',
+})
+const pool = new Tinypool({
+  filename: new URL('../workers/import-batch.ts', import.meta.url).href,
+  minThreads: 0,
+  maxThreads: settings.importThreads,
+  idleTimeout: 30_000,
+  // Workers allocate fast (decoded text, parsed records, SQL literals): a small young generation
+  // collects that garbage early instead of growing the resident set.
+  resourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
+})
+const stopping = new AbortController()
+const running = new Set<Promise<void>>()
+
+const metrics: ImportMetrics = {
+  records: (resource, outcome, count) => count && post({ type: 'records', resource, outcome, count }),
+  batchStage: (resource, stage, seconds) => post({ type: 'stage', resource, stage, seconds }),
+  bytesRead: (resource, bytes) => post({ type: 'bytes', resource, bytes }),
+}
+
+/** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */
+async function download(job: ImportJobRow) {
+  const fetched = await downloadSource(
+    job.source_url as string,
+    settings.importDir,
+    `${job.id}.download`,
+    settings.download,
+  )
+  const inspection = await inspectSource(fetched.path, importResources[job.resource] as ImportResource, {
+    declared: job.format ?? undefined,
+    filename: new URL(job.source_url as string).pathname,
+    contentType: fetched.contentType,
+  })
+  const source = { ...fetched, format: inspection.format, warnings: inspection.warnings }
+  await recordDownloadedSource(bookkeeping.sql, job.id, settings.owner, source)
+  return source
+}
+
+async function run(job: ImportJobRow): Promise<void> {
+  const jobLog = log.child({ job_id: job.id, resource: job.resource })
+  let outcome: RunOutcome | 'error' = 'error'
+  try {
+    outcome = await runImport(job, {
+      sql: bookkeeping.sql,
+      writeSql: writes.sql,
+      pool,
+      owner: settings.owner,
+      leaseSeconds: settings.leaseSeconds,
+      maxRecordBytes: settings.maxRecordBytes,
+      maxErrorsPerJob: settings.maxErrorsPerJob,
+      log,
+      metrics,
+      signal: stopping.signal,
+      download,
+    })
+  } catch (error) {
+    if (isDatabaseUnavailable(error)) {
+      jobLog.warn({ err: error }, 'database unavailable: the job resumes once its lease expires')
+    } else {
+      jobLog.error({ err: error }, 'import failed unexpectedly')
+      const problem = {
+        type: 'urn:bulk-io:problem:internal-error',
+        title: 'Internal server error',
+        status: 500,
+        detail: 'The import stopped on an unexpected error; the log has the details.',
+        code: 'internal_error',
+      }
+      await finishImportJob(bookkeeping.sql, job.id, settings.owner, 'failed', problem).catch(() => {})
+      outcome = 'failed'
+    }
+  }
+  post({ type: 'finished', jobId: job.id, outcome })
+}
+
+port.on('message', (message: ToJobThread) => {
+  if (message.type === 'run') {
+    const done = run(message.job).finally(() => running.delete(done))
+    running.add(done)
+  } else if (message.type === 'stop') {
+    stopping.abort()
+  } else if (message.type === 'close') {
+    stopping.abort()
+    void (async () => {
+      await Promise.allSettled([...running])
+      await pool.destroy()
+      await Promise.allSettled([bookkeeping.close(), writes.close()])
+      post({ type: 'closed' })
+      port.close()
+    })()
+  }
+})

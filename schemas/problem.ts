@@ -59,6 +59,14 @@ export const ProblemSchema = Type.Object(
 export type Problem = Static<typeof ProblemSchema>
 export type InvalidParam = Static<typeof InvalidParamSchema>
 
+/**
+ * A problem that is not an HTTP response (a failed job's `error`): no `instance`, since no
+ * request caused it. `title` can be made more precise than the type's.
+ */
+export function problemBody(code: ProblemCode, detail: string, title: string = problemTypes[code].title) {
+  return { type: problemTypeUri(code), title, status: problemTypes[code].status, detail, code }
+}
+
 /** Media type of every error body. */
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json'
 

@@ -4,12 +4,14 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { pino } from 'pino'
+import type { Test } from 'tap'
 import { buildApp } from '../app/app.ts'
 import { loadConfig } from '../plugins/config.ts'
 import type { Config } from '../schemas/config.ts'
 import type { ImportJob } from '../schemas/imports.ts'
+import { type ProblemCode, problemTypes, problemTypeUri } from '../schemas/problem.ts'
 import { createTestDatabase } from './db.ts'
 
 export const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -231,4 +233,26 @@ export async function importAndWait(app: FastifyInstance, options: UploadOptions
   const response = await uploadImport(app, options)
   if (response.statusCode !== 202) throw new Error(`upload refused: ${response.statusCode} ${response.body}`)
   return waitForImport(app, response.json<ImportJob>().id)
+}
+
+/** Asserts the whole RFC 9457 body of an error response (and its status and media type). */
+export function assertProblem(
+  t: Test,
+  response: LightMyRequestResponse,
+  code: ProblemCode,
+  detail: string,
+  extensions: Record<string, unknown> = {},
+): void {
+  const { status, title } = problemTypes[code]
+  t.equal(response.statusCode, status, `status ${status}`)
+  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8')
+  t.same(response.json(), {
+    type: problemTypeUri(code),
+    title,
+    status,
+    detail,
+    instance: response.headers['x-request-id'],
+    code,
+    ...extensions,
+  })
 }

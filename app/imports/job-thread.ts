@@ -6,6 +6,7 @@ import Tinypool from 'tinypool'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
+import { problemBody } from '../../schemas/problem.ts'
 import { downloadSource } from './download.ts'
 import { type ImportResource, importResources } from './resources.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from './run-import.ts'
@@ -121,13 +122,10 @@ async function run(job: ImportJobRow): Promise<void> {
       jobLog.warn({ err: error }, 'database unavailable: the job resumes once its lease expires')
     } else {
       jobLog.error({ err: error }, 'import failed unexpectedly')
-      const problem = {
-        type: 'urn:bulk-io:problem:internal-error',
-        title: 'Internal server error',
-        status: 500,
-        detail: 'The import stopped on an unexpected error; the log has the details.',
-        code: 'internal_error',
-      }
+      const problem = problemBody(
+        'internal_error',
+        'The import stopped on an unexpected error; the log has the details.',
+      )
       await finishImportJob(bookkeeping.sql, job.id, settings.owner, 'failed', problem).catch(() => {})
       outcome = 'failed'
     }

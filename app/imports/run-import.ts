@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type Tinypool from 'tinypool'
 import type { Sql } from '../../db/connection.ts'
 import { finishImportJob, type ImportJobRow, releaseImportJob, renewLease, restartImportJob } from '../../db/imports.ts'
+import { problemBody } from '../../schemas/problem.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
 import { type BatchWriter, DryRunWriter, LaneWriter, LeaseLost, type WriterState } from './batch-writer.ts'
@@ -15,11 +16,12 @@ import {
 import { type ImportResource, importResources } from './resources.ts'
 import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from './source.ts'
 
-// Runs one claimed import job from its checkpoint to its end. The main thread reads and splits
-// the source; worker threads parse and validate batches (several at once, ahead of the writer);
-// the writer applies the batches in file order, each in one transaction with the job's
-// counters, checkpoint and error rows, so that a crash at any point leaves a consistent job
-// that resumes after its last committed batch.
+// Runs one claimed import job from its checkpoint to its end, in the import thread
+// (app/imports/job-thread.ts). It reads and splits the source; the validation threads parse and
+// validate batches (ahead of the writer); the writer (app/imports/batch-writer.ts) applies the
+// batches in file order, each in one transaction with the job's counters, checkpoint and error
+// rows, so that a crash at any point leaves a consistent job that resumes after its last
+// committed batch.
 
 export interface ImportMetrics {
   records(resource: string, outcome: 'inserted' | 'updated' | 'failed', count: number): void
@@ -58,11 +60,6 @@ interface Counters {
   errorsStored: number
 }
 
-/** A problem body (RFC 9457) for a job that failed. */
-function jobProblem(status: number, title: string, detail: string, code: string) {
-  return { type: `urn:bulk-io:problem:${code.replaceAll('_', '-')}`, title, status, detail, code }
-}
-
 export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunOutcome> {
   const resource = importResources[job.resource] as ImportResource
   const log = run.log.child({ job_id: job.id, resource: job.resource })
@@ -86,7 +83,7 @@ export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunO
     }
     if (error instanceof SourceRejected || error instanceof SourceFormatError) {
       const detail = `${error.message.charAt(0).toUpperCase()}${error.message.slice(1)}.`
-      await finish(job, run, log, 'failed', jobProblem(422, 'Import source rejected', detail, 'unprocessable'))
+      await finish(job, run, log, 'failed', problemBody('unprocessable', detail, 'Import source rejected'))
       return 'failed'
     }
     throw error

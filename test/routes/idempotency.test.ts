@@ -1,38 +1,16 @@
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
 import type { ImportJob } from '../../schemas/imports.ts'
-import { type ProblemCode, problemTypes, problemTypeUri } from '../../schemas/problem.ts'
-import { buildTestApp, multipartBody, uploadImport } from '../helper.ts'
+import { problemTypeUri } from '../../schemas/problem.ts'
+import { assertProblem, buildTestApp, multipartBody, uploadImport } from '../helper.ts'
 
 // Idempotency-Key on POST /api/v1/imports (SPEC §4): one job per key and payload, whatever the
 // concurrency; 422 for another payload, 409 while the first request is still in flight.
 
 const file = 'email,name,role\na@example.com,A,reader\nb@example.com,B,editor\n'
 const otherFile = 'email,name,role\nc@example.com,C,reader\n'
-
-/** Asserts the whole RFC 9457 body of an error response. */
-function assertProblem(
-  t: Test,
-  response: LightMyRequestResponse,
-  code: ProblemCode,
-  detail: string,
-  extensions: Record<string, unknown> = {},
-): void {
-  const { status, title } = problemTypes[code]
-  t.equal(response.statusCode, status, `status ${status}`)
-  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8')
-  t.same(response.json(), {
-    type: problemTypeUri(code),
-    title,
-    status,
-    detail,
-    instance: response.headers['x-request-id'],
-    code,
-    ...extensions,
-  })
-}
 
 function uploadWithKey(app: FastifyInstance, key: string, body = file, options: { dryRun?: boolean } = {}) {
   return uploadImport(app, { resource: 'users', file: body, headers: { 'idempotency-key': key }, ...options })

@@ -8,8 +8,8 @@ import t, { type Test } from 'tap'
 import { isPrivateAddress } from '../../app/imports/download.ts'
 import { generate } from '../../bench/generate.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
-import { type ProblemCode, problemTypes, problemTypeUri } from '../../schemas/problem.ts'
-import { buildTestApp, importAndWait, uploadImport, waitForImport } from '../helper.ts'
+import { problemTypeUri } from '../../schemas/problem.ts'
+import { assertProblem, buildTestApp, importAndWait, uploadImport, waitForImport } from '../helper.ts'
 
 // The import job API (SPEC §4): create, follow, list, errors, failed records, events, cancel,
 // dry runs and URL imports.
@@ -19,28 +19,6 @@ const isoTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
 function sha256(bytes: Buffer | string): string {
   return createHash('sha256').update(bytes).digest('hex')
-}
-
-/** Asserts the whole RFC 9457 body of an error response. */
-function assertProblem(
-  t: Test,
-  response: LightMyRequestResponse,
-  code: ProblemCode,
-  detail: string,
-  extensions: Record<string, unknown> = {},
-): void {
-  const { status, title } = problemTypes[code]
-  t.equal(response.statusCode, status, `status ${status}`)
-  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8')
-  t.same(response.json(), {
-    type: problemTypeUri(code),
-    title,
-    status,
-    detail,
-    instance: response.headers['x-request-id'],
-    code,
-    ...extensions,
-  })
 }
 
 /** A users CSV of `count` valid rows (user1@example.com …). */

@@ -4,8 +4,8 @@ import { gzipSync } from 'node:zlib'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { ImportJob } from '../../../schemas/imports.ts'
-import { type ProblemCode, problemTypes, problemTypeUri } from '../../../schemas/problem.ts'
-import { buildTestApp, importAndWait, multipartBody, uploadImport, waitForImport } from '../../helper.ts'
+import { type ProblemCode, problemTypeUri } from '../../../schemas/problem.ts'
+import { assertProblem, buildTestApp, importAndWait, multipartBody, uploadImport, waitForImport } from '../../helper.ts'
 
 // Bad input (SPEC §3, §6): every case gets a 4xx problem at once or per-record errors in a job
 // that runs to its end; never a 5xx, never a crash, never a job left hanging.
@@ -21,18 +21,7 @@ async function assertRefused(
   detail: string,
   extensions: Record<string, unknown> = {},
 ): Promise<void> {
-  const { status, title } = problemTypes[code]
-  t.equal(response.statusCode, status, `status ${status}`)
-  t.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8')
-  t.same(response.json(), {
-    type: problemTypeUri(code),
-    title,
-    status,
-    detail,
-    instance: response.headers['x-request-id'],
-    code,
-    ...extensions,
-  })
+  assertProblem(t, response, code, detail, extensions)
   const list = await app.inject({ url: '/api/v1/imports' })
   t.same(list.json().items, [], 'no job was created')
 }

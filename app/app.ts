@@ -74,7 +74,14 @@ export async function buildApp(options: AppOptions, loggerInstance?: FastifyBase
     clientErrorHandler: answerClientError,
     ajv: {
       // Report every failing field at once, and reject unknown fields instead of dropping them.
-      customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true },
+      customOptions: {
+        allErrors: true,
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        // A body of several shapes chosen by one property (an export's `resource`).
+        discriminator: true,
+      },
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
   // Not encapsulated: decorations (app.migrations, app.swagger, …) must reach this instance.

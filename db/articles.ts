@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely'
+import type { ExportTable } from './exports.ts'
 
 /** Row of the `articles` table (SPEC §1). */
 export interface ArticlesTable {
@@ -100,4 +101,26 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
   -- none could not see it (a hash collision only costs a needless rerun).
   (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
     where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
+}
+
+/** What an export reads of `articles` (see db/exports.ts). Ranges: `_after` inclusive, `_before` exclusive. */
+export const articlesExport: ExportTable = {
+  table: 'articles',
+  columns: {
+    id: 'uuid',
+    slug: 'text',
+    title: 'text',
+    body: 'text',
+    author_id: 'uuid',
+    tags: 'tags',
+    published_at: 'timestamp',
+    status: 'text',
+  },
+  filters: {
+    status: { column: 'status', test: '=' },
+    author_id: { column: 'author_id', test: '=' },
+    tag: { column: 'tags', test: 'has' },
+    published_after: { column: 'published_at', test: '>=' },
+    published_before: { column: 'published_at', test: '<' },
+  },
 }

@@ -1,4 +1,5 @@
 import type { ColumnType } from 'kysely'
+import type { ExportTable } from './exports.ts'
 
 /** Row of the `comments` table (SPEC §1). Comments have no natural key: `id` is required. */
 export interface CommentsTable {
@@ -68,4 +69,16 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
   -- none could not see it (a hash collision only costs a needless rerun).
   (select string_agg(int8send(hashtextextended(id::text, 0)), ''::bytea) from keyed
     where ord < coalesce((select at from blocked), 2147483647)) as touched`,
+}
+
+/** What an export reads of `comments` (see db/exports.ts). Ranges: `_after` inclusive, `_before` exclusive. */
+export const commentsExport: ExportTable = {
+  table: 'comments',
+  columns: { id: 'uuid', article_id: 'uuid', user_id: 'uuid', body: 'text', created_at: 'timestamp' },
+  filters: {
+    article_id: { column: 'article_id', test: '=' },
+    user_id: { column: 'user_id', test: '=' },
+    created_after: { column: 'created_at', test: '>=' },
+    created_before: { column: 'created_at', test: '<' },
+  },
 }

@@ -1,5 +1,6 @@
 import type { ArticlesTable } from './articles.ts'
 import type { CommentsTable } from './comments.ts'
+import type { ExportJobsTable } from './exports.ts'
 import type { ImportErrorsTable, ImportJobsTable } from './imports.ts'
 import type { UsersTable } from './users.ts'
 
@@ -10,4 +11,5 @@ export interface Database {
   comments: CommentsTable
   import_jobs: ImportJobsTable
   import_errors: ImportErrorsTable
+  export_jobs: ExportJobsTable
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Sql } from './connection.ts'
 
 // Idempotency-Key bookkeeping (SPEC §4). The primary key (scope, key) decides, inside
@@ -36,6 +37,23 @@ export async function readIdempotencyKey(sql: Sql, scope: string, key: string): 
     where scope = ${scope} and key = ${key} and expires_at >= now()`
   if (!row) return { owned: false, state: 'absent' }
   return { owned: false, state: row.state, fingerprint: row.fingerprint, jobId: row.job_id }
+}
+
+/** For a key held by another request: waits (at most `waitMs`) until that request settles. */
+export async function settledIdempotencyKey(
+  sql: Sql,
+  scope: string,
+  key: string,
+  state: KeyState,
+  waitMs: number,
+): Promise<KeyState> {
+  const deadline = Date.now() + waitMs
+  let current = state
+  while (!current.owned && current.state === 'in_flight' && Date.now() < deadline) {
+    await sleep(50)
+    current = await readIdempotencyKey(sql, scope, key)
+  }
+  return current
 }
 
 // Completing a key happens with the job's insert, in one transaction: db/imports.ts insertImportJob.

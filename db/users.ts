@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely'
+import type { ExportTable } from './exports.ts'
 
 /** Row of the `users` table (SPEC §1). Timestamps are read as Date and written as ISO strings. */
 export interface UsersTable {
@@ -82,4 +83,26 @@ select (select count(*) from inserted)::int as inserted, (select count(*) from u
   -- none could not see it (a hash collision only costs a needless rerun).
   (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
     where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
+}
+
+/** What an export reads of `users` (see db/exports.ts). Ranges: `_after` inclusive, `_before` exclusive. */
+export const usersExport: ExportTable = {
+  table: 'users',
+  columns: {
+    id: 'uuid',
+    email: 'text',
+    name: 'text',
+    role: 'text',
+    active: 'boolean',
+    created_at: 'timestamp',
+    updated_at: 'timestamp',
+  },
+  filters: {
+    role: { column: 'role', test: '=' },
+    active: { column: 'active', test: '=' },
+    created_after: { column: 'created_at', test: '>=' },
+    created_before: { column: 'created_at', test: '<' },
+    updated_after: { column: 'updated_at', test: '>=' },
+    updated_before: { column: 'updated_at', test: '<' },
+  },
 }

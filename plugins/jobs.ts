@@ -1,9 +1,13 @@
 import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
 import { availableParallelism, hostname } from 'node:os'
+import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import fp from 'fastify-plugin'
-import type { FromJobThread, JobThreadData, ToJobThread } from '../app/imports/job-thread.ts'
+import type { ExportOutcome } from '../app/exports/run-export.ts'
 import type { RunOutcome } from '../app/imports/run-import.ts'
+import type { FromJobThread, JobThreadData, ToJobThread } from '../app/jobs/job-thread.ts'
+import { claimExportJob, type ExportJobRow, sweepExpiredExports } from '../db/exports.ts'
 import { claimImportJob, type ImportJobRow } from '../db/imports.ts'
 
 export interface JobRunner {
@@ -24,11 +28,12 @@ declare module 'fastify' {
 }
 
 /**
- * The job runner: claims queued jobs (and jobs whose owner's lease expired) with FOR UPDATE SKIP
- * LOCKED, up to WORKER_POOL_SIZE at once, and has the import thread (app/imports/job-thread.ts)
- * run them; the thread keeps their leases alive. New jobs wake it through NOTIFY; a poll every
- * JOB_POLL_INTERVAL_MS also finds expired leases. On close it stops claiming, lets each job finish
- * the batch in hand and hand itself back to the queue, then ends the thread.
+ * The job runner: claims queued jobs, imports and exports in turn (and jobs whose owner's lease
+ * expired), with FOR UPDATE SKIP LOCKED, up to WORKER_POOL_SIZE at once, and has the job thread
+ * (app/jobs/job-thread.ts) run them; the thread keeps their leases alive. New jobs wake it
+ * through NOTIFY; a poll every JOB_POLL_INTERVAL_MS also finds expired leases. It also deletes
+ * expired export files. On close it stops claiming, lets each import finish the batch in hand and
+ * each export stop, and hand itself back to the queue, then ends the thread.
  */
 export default fp(
   async (app) => {
@@ -72,10 +77,10 @@ export default fp(
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
       labelNames: ['resource'],
     })
-    // The jobs themselves run in a thread of their own (app/imports/job-thread.ts), started on
+    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started on
     // the first start() and ended on close; this side claims them and keeps the books.
     let thread: Worker | undefined
-    const pending = new Map<string, (outcome: RunOutcome | 'error') => void>()
+    const pending = new Map<string, (outcome: RunOutcome | ExportOutcome | 'error') => void>()
     const threadClosed = Promise.withResolvers<void>()
 
     function startThread(): Worker {
@@ -96,8 +101,12 @@ export default fp(
           maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
           allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
         },
+        exportDir: app.storage.exportDir,
+        exportTtlSeconds: config.EXPORT_TTL_SECONDS,
+        exportGzipLevel: config.EXPORT_GZIP_LEVEL,
+        exportEscapeFormulas: config.EXPORT_CSV_ESCAPE_FORMULAS,
       }
-      const worker = new Worker(new URL('../app/imports/job-thread.ts', import.meta.url), {
+      const worker = new Worker(new URL('../app/jobs/job-thread.ts', import.meta.url), {
         workerData: data,
         // Its own heap limits: the thread allocates briskly (batches, query buffers), and a
         // moderate young generation keeps its collections cheap without growing the resident set.
@@ -118,12 +127,20 @@ export default fp(
           case 'bytes':
             bytesRead.inc({ resource: message.resource }, message.bytes)
             break
+          case 'exported':
+            app.exports.metrics.finished(
+              { resource: message.resource, format: message.format, mode: 'async' },
+              message.rows,
+              message.bytes,
+              message.seconds,
+            )
+            break
           case 'closed':
             threadClosed.resolve()
             break
         }
       })
-      worker.on('error', (error) => app.log.error({ err: error }, 'the import thread failed'))
+      worker.on('error', (error) => app.log.error({ err: error }, 'the job thread failed'))
       worker.on('exit', () => {
         threadClosed.resolve()
         for (const settle of pending.values()) settle('error')
@@ -137,8 +154,18 @@ export default fp(
     let started = false
     let claiming = false
     let again = false
+    let exportsFirst = true
     let timer: NodeJS.Timeout | undefined
+    let sweepTimer: NodeJS.Timeout | undefined
     let unlisten: (() => Promise<void>) | undefined
+
+    async function runExportJob(job: ExportJobRow): Promise<void> {
+      app.log.info({ job_id: job.id, resource: job.resource, attempt: job.attempts }, 'export started')
+      thread ??= startThread()
+      const finished = new Promise<RunOutcome | ExportOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
+      thread.postMessage({ type: 'export', job } satisfies ToJobThread)
+      await finished
+    }
 
     async function runJob(job: ImportJobRow): Promise<void> {
       const log = app.log.child({ job_id: job.id, resource: job.resource })
@@ -147,13 +174,41 @@ export default fp(
       jobsInProgress.inc({ resource: job.resource })
       log.info({ attempt: job.attempts, checkpoint_record: Number(job.checkpoint_record) }, 'import started')
       thread ??= startThread()
-      const finished = new Promise<RunOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
+      const finished = new Promise<RunOutcome | ExportOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
       thread.postMessage({ type: 'run', job } satisfies ToJobThread)
       const outcome = await finished
       jobsInProgress.dec({ resource: job.resource })
       jobDuration.observe({ resource: job.resource, status: outcome }, (performance.now() - begun) / 1000)
       if (outcome === 'completed' || outcome === 'failed' || outcome === 'cancelled') {
         jobsFinished.inc({ resource: job.resource, status: outcome })
+      }
+    }
+
+    /** The next job to run: imports and exports take turns, so that neither kind starves the other. */
+    async function claimNext(): Promise<
+      { kind: 'import'; job: ImportJobRow } | { kind: 'export'; job: ExportJobRow } | undefined
+    > {
+      const claimImport = async () => {
+        const job = await claimImportJob(app.sql, owner, config.JOB_LEASE_SECONDS)
+        return job && { kind: 'import' as const, job }
+      }
+      const claimExport = async () => {
+        const job = await claimExportJob(app.sql, owner, config.JOB_LEASE_SECONDS)
+        return job && { kind: 'export' as const, job }
+      }
+      exportsFirst = !exportsFirst
+      return exportsFirst ? ((await claimExport()) ?? claimImport()) : ((await claimImport()) ?? claimExport())
+    }
+
+    /** Deletes the files of expired exports (any process may do it; each file is swept once). */
+    async function sweepExports(): Promise<void> {
+      try {
+        for (const fileName of await sweepExpiredExports(app.sql)) {
+          await rm(path.join(app.storage.exportDir, fileName), { force: true })
+          app.log.info({ file: fileName }, 'expired export file deleted')
+        }
+      } catch (error) {
+        app.log.warn({ err: error }, 'sweeping expired exports failed; retrying later')
       }
     }
 
@@ -169,12 +224,14 @@ export default fp(
         do {
           again = false
           while (running.size < config.WORKER_POOL_SIZE && !stopping.signal.aborted) {
-            const job = await claimImportJob(app.sql, owner, config.JOB_LEASE_SECONDS)
-            if (!job) break
-            const run = runJob(job).finally(() => {
-              running.delete(run)
-              void claim()
-            })
+            const next = await claimNext()
+            if (!next) break
+            const run: Promise<void> = (next.kind === 'export' ? runExportJob(next.job) : runJob(next.job)).finally(
+              () => {
+                running.delete(run)
+                void claim()
+              },
+            )
             running.add(run)
           }
         } while (again && !stopping.signal.aborted)
@@ -194,6 +251,9 @@ export default fp(
         if (started || !config.RUN_JOBS) return
         started = true
         timer = setInterval(() => void claim(), config.JOB_POLL_INTERVAL_MS)
+        // Expired files go within a minute (sooner with a short EXPORT_TTL_SECONDS).
+        sweepTimer = setInterval(() => void sweepExports(), Math.min(60_000, config.EXPORT_TTL_SECONDS * 500))
+        void sweepExports()
         app.sql
           .listen('import_jobs', () => void claim())
           .then((subscription) => {
@@ -210,9 +270,11 @@ export default fp(
     app.addHook('onClose', async () => {
       stopping.abort()
       clearInterval(timer)
+      clearInterval(sweepTimer)
       await unlisten?.().catch(() => {})
       if (thread) {
-        // Each job finishes its batch in hand and goes back to the queue; then the thread ends.
+        // Each import finishes its batch in hand, each export stops; they go back to the queue,
+        // then the thread ends.
         thread.postMessage({ type: 'stop' } satisfies ToJobThread)
         await Promise.allSettled([...running])
         thread.postMessage({ type: 'close' } satisfies ToJobThread)
@@ -221,5 +283,5 @@ export default fp(
       }
     })
   },
-  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage'] },
+  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage', 'exports'] },
 )

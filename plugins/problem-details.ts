@@ -62,7 +62,10 @@ interface AjvError {
 }
 
 function invalidParams(part: ValidationPart, errors: AjvError[]): InvalidParam[] {
-  return errors.map((error) => {
+  // A body chosen by a discriminator (an export's `resource`) also reports a bad tag through
+  // the tag's own enum; the discriminator's error says the same less clearly.
+  const tagged = errors.filter((error) => error.keyword !== 'discriminator')
+  return (tagged.length > 0 ? tagged : errors).map((error) => {
     const missing = error.keyword === 'required' ? String(error.params.missingProperty) : undefined
     const extra = error.keyword === 'additionalProperties' ? String(error.params.additionalProperty) : undefined
     const pointer = `${error.instancePath}${missing || extra ? `/${missing ?? extra}` : ''}`

@@ -25,6 +25,7 @@ export default fp(
           { name: 'probes', description: 'Health, readiness and liveness for orchestrators.' },
           { name: 'observability', description: 'Prometheus metrics.' },
           { name: 'imports', description: 'Async import jobs: uploads and URLs, per-record errors, failed records.' },
+          { name: 'exports', description: 'Streaming exports and async export jobs with downloadable files.' },
         ],
         components: {
           securitySchemes: {

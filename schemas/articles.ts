@@ -64,3 +64,31 @@ export const ArticleRecordSchema = Type.Object(
 export type ArticleRecord = Static<typeof ArticleRecordSchema>
 
 articleColumns satisfies readonly (keyof ArticleRecord)[]
+
+/** Filters of an articles export (querystring of its stream, `filters` of an async export). */
+export const ArticleExportFiltersSchema = Type.Object(
+  {
+    status: Type.Optional(
+      Type.Union(
+        articleStatuses.map((status) => Type.Literal(status)),
+        { description: 'Only drafts or only published articles.' },
+      ),
+    ),
+    author_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this author’s articles.' })),
+    tag: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        pattern: '^[^\\u0000]+$',
+        description: 'Only articles with this tag (exact, case-sensitive).',
+      }),
+    ),
+    published_after: Type.Optional(
+      Type.String({ format: 'date-time', description: 'published_at at or after this (drafts never match).' }),
+    ),
+    published_before: Type.Optional(
+      Type.String({ format: 'date-time', description: 'published_at before this (drafts never match).' }),
+    ),
+  },
+  { $id: 'ArticleExportFilters', additionalProperties: false },
+)

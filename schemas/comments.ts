@@ -43,3 +43,14 @@ export const CommentRecordSchema = Type.Object(
 export type CommentRecord = Static<typeof CommentRecordSchema>
 
 commentColumns satisfies readonly (keyof CommentRecord)[]
+
+/** Filters of a comments export (querystring of its stream, `filters` of an async export). */
+export const CommentExportFiltersSchema = Type.Object(
+  {
+    article_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only comments on this article.' })),
+    user_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this user’s comments.' })),
+    created_after: Type.Optional(Type.String({ format: 'date-time', description: 'created_at at or after this.' })),
+    created_before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at before this.' })),
+  },
+  { $id: 'CommentExportFilters', additionalProperties: false },
+)

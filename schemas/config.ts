@@ -77,7 +77,7 @@ export const ConfigSchema = Type.Object({
     default: 10,
     minimum: 1,
     maximum: 1000,
-    description: 'Import jobs this process runs at once (each claims its job with a lease).',
+    description: 'Jobs (imports and async exports) this process runs at once (each claims its job with a lease).',
   }),
   BATCH_SIZE: Type.Integer({
     default: 1000,
@@ -93,7 +93,8 @@ export const ConfigSchema = Type.Object({
   }),
   RUN_JOBS: Type.Boolean({
     default: true,
-    description: 'Run import jobs in this process; false makes an API-only instance (others run the jobs).',
+    description:
+      'Run jobs (imports, async exports) in this process; false makes an API-only instance (others run the jobs).',
   }),
   JOB_LEASE_SECONDS: Type.Integer({
     default: 30,
@@ -141,6 +142,31 @@ export const ConfigSchema = Type.Object({
   IMPORT_URL_ALLOW_PRIVATE: Type.Boolean({
     default: false,
     description: 'Allow import URLs that resolve to loopback, private, link-local or metadata addresses.',
+  }),
+  EXPORT_TTL_SECONDS: Type.Integer({
+    default: 86_400,
+    minimum: 1,
+    description:
+      'How long a finished export file is kept: after it, the file is deleted and the job answers that it expired.',
+  }),
+  EXPORT_MAX_STREAMS: Type.Integer({
+    default: 8,
+    minimum: 1,
+    maximum: 1000,
+    description:
+      'Streaming exports this process serves at once (each holds a database connection); more get a 429 problem.',
+  }),
+  EXPORT_GZIP_LEVEL: Type.Integer({
+    default: 1,
+    minimum: 1,
+    maximum: 9,
+    description:
+      'gzip level of compressed exports (streams sent to clients that accept gzip, async files with compression gzip): 1 is fastest.',
+  }),
+  EXPORT_CSV_ESCAPE_FORMULAS: Type.Boolean({
+    default: false,
+    description:
+      'CSV exports prefix a text cell starting with = + - @, tab or carriage return with a single quote, so spreadsheets do not run it as a formula. Such values then differ on re-import.',
   }),
   IDEMPOTENCY_TTL_SECONDS: Type.Integer({
     default: 86_400,

@@ -63,3 +63,21 @@ export const UserRecordSchema = Type.Object(
 export type UserRecord = Static<typeof UserRecordSchema>
 
 userColumns satisfies readonly (keyof UserRecord)[]
+
+/** Filters of a users export (querystring of its stream, `filters` of an async export). */
+export const UserExportFiltersSchema = Type.Object(
+  {
+    role: Type.Optional(
+      Type.Union(
+        userRoles.map((role) => Type.Literal(role)),
+        { description: 'Only users with this role.' },
+      ),
+    ),
+    active: Type.Optional(Type.Boolean({ description: 'Only active (true) or inactive (false) users.' })),
+    created_after: Type.Optional(Type.String({ format: 'date-time', description: 'created_at at or after this.' })),
+    created_before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at before this.' })),
+    updated_after: Type.Optional(Type.String({ format: 'date-time', description: 'updated_at at or after this.' })),
+    updated_before: Type.Optional(Type.String({ format: 'date-time', description: 'updated_at before this.' })),
+  },
+  { $id: 'UserExportFilters', additionalProperties: false },
+)

@@ -20,9 +20,9 @@ import {
   claimIdempotencyKey,
   HEARTBEAT_MS,
   type KeyState,
-  readIdempotencyKey,
   releaseIdempotencyKey,
   renewIdempotencyKey,
+  settledIdempotencyKey,
 } from '../../db/idempotency.ts'
 import {
   findImportJob,
@@ -82,17 +82,6 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     reply.code(202).header('location', `/api/v1/imports/${job.id}`)
     if (replayed) reply.header('idempotent-replayed', 'true')
     return jobBody(job)
-  }
-
-  /** For a key held by another request: wait (bounded) until that request settles. */
-  async function settledKey(key: string, state: KeyState): Promise<KeyState> {
-    const deadline = Date.now() + config.IDEMPOTENCY_WAIT_MS
-    let current = state
-    while (!current.owned && current.state === 'in_flight' && Date.now() < deadline) {
-      await sleep(50)
-      current = await readIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key)
-    }
-    return current
   }
 
   app.post(
@@ -159,7 +148,13 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
         // Another request holds (or held) the key: replay its job, or refuse.
         while (key && claim && !claim.owned) {
-          const settled = await settledKey(key, claim)
+          const settled = await settledIdempotencyKey(
+            app.sql,
+            IDEMPOTENCY_SCOPE,
+            key,
+            claim,
+            config.IDEMPOTENCY_WAIT_MS,
+          )
           if (settled.owned) break
           if (settled.state === 'completed') {
             if (settled.fingerprint !== fingerprint) {

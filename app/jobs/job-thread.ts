@@ -5,18 +5,21 @@ import { pino } from 'pino'
 import Tinypool from 'tinypool'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
+import type { ExportJobRow } from '../../db/exports.ts'
 import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
 import { problemBody } from '../../schemas/problem.ts'
-import { downloadSource } from './download.ts'
-import { type ImportResource, importResources } from './resources.ts'
-import { type ImportMetrics, type RunOutcome, runImport } from './run-import.ts'
-import { inspectSource } from './source.ts'
+import { type ExportOutcome, runExport } from '../exports/run-export.ts'
+import { downloadSource } from '../imports/download.ts'
+import { type ImportResource, importResources } from '../imports/resources.ts'
+import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
+import { inspectSource } from '../imports/source.ts'
 
-// The import jobs of a process run in this thread, not on the main thread: reading and splitting
-// sources, dispatching batches to the validation threads and driving the database writes allocate
-// a lot, and their garbage collection and callbacks would delay the HTTP requests (a client
-// polling its job's status) that the main thread serves. The main thread claims the jobs and
-// sends them here (plugins/jobs.ts); this thread reports back how each ended, and its metrics.
+// The jobs of a process (imports and async exports) run in this thread, not on the main thread:
+// reading and splitting sources, dispatching batches to the validation threads, driving the
+// database writes and hashing export files allocate a lot, and their garbage collection and
+// callbacks would delay the HTTP requests (a client polling its job's status) that the main
+// thread serves. The main thread claims the jobs and sends them here (plugins/jobs.ts); this
+// thread reports back how each ended, and its metrics.
 
 /** What plugins/jobs.ts passes when it starts the thread. */
 export interface JobThreadData {
@@ -31,15 +34,24 @@ export interface JobThreadData {
   maxErrorsPerJob: number
   connectTimeoutSeconds: number
   download: { maxBytes: number; timeoutMs: number; maxRedirects: number; allowPrivate: boolean }
+  exportDir: string
+  exportTtlSeconds: number
+  exportGzipLevel: number
+  exportEscapeFormulas: boolean
 }
 
-export type ToJobThread = { type: 'run'; job: ImportJobRow } | { type: 'stop' } | { type: 'close' }
+export type ToJobThread =
+  | { type: 'run'; job: ImportJobRow }
+  | { type: 'export'; job: ExportJobRow }
+  | { type: 'stop' }
+  | { type: 'close' }
 
 export type FromJobThread =
-  | { type: 'finished'; jobId: string; outcome: RunOutcome | 'error' }
+  | { type: 'finished'; jobId: string; outcome: RunOutcome | ExportOutcome | 'error' }
   | { type: 'records'; resource: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
   | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
   | { type: 'bytes'; resource: string; bytes: number }
+  | { type: 'exported'; resource: string; format: string; rows: number; bytes: number; seconds: number }
   | { type: 'closed' }
 
 const settings = workerData as JobThreadData
@@ -133,9 +145,33 @@ async function run(job: ImportJobRow): Promise<void> {
   post({ type: 'finished', jobId: job.id, outcome })
 }
 
+async function runExportJob(job: ExportJobRow): Promise<void> {
+  let outcome: ExportOutcome | 'error' = 'error'
+  try {
+    outcome = await runExport(job, {
+      sql: bookkeeping.sql,
+      owner: settings.owner,
+      leaseSeconds: settings.leaseSeconds,
+      exportDir: settings.exportDir,
+      ttlSeconds: settings.exportTtlSeconds,
+      gzipLevel: settings.exportGzipLevel,
+      escapeFormulas: settings.exportEscapeFormulas,
+      log,
+      signal: stopping.signal,
+      finished: (finishedJob, rows, bytes, seconds) =>
+        post({ type: 'exported', resource: finishedJob.resource, format: finishedJob.format, rows, bytes, seconds }),
+    })
+  } catch (error) {
+    log.error({ err: error, job_id: job.id }, 'export failed unexpectedly')
+  }
+  post({ type: 'finished', jobId: job.id, outcome })
+}
+
 port.on('message', (message: ToJobThread) => {
-  if (message.type === 'run') {
-    const done = run(message.job).finally(() => running.delete(done))
+  if (message.type === 'run' || message.type === 'export') {
+    const done = (message.type === 'run' ? run(message.job) : runExportJob(message.job)).finally(() =>
+      running.delete(done),
+    )
     running.add(done)
   } else if (message.type === 'stop') {
     stopping.abort()

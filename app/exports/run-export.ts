@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { rename, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { PassThrough, Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createGzip } from 'node:zlib'
+import type { Logger } from 'pino'
+import type { Sql } from '../../db/connection.ts'
+import { isDatabaseUnavailable } from '../../db/errors.ts'
+import {
+  completeExportJob,
+  type ExportJobRow,
+  exportCopyStatement,
+  failExportJob,
+  releaseExportJob,
+  renewExportLease,
+} from '../../db/exports.ts'
+import type { ExportResourceName } from '../../schemas/exports.ts'
+import { problemBody } from '../../schemas/problem.ts'
+import { copyExport, ExportAborted } from './copy-export.ts'
+import { exportQuery } from './resources.ts'
+
+export interface ExportContext {
+  sql: Sql
+  owner: string
+  leaseSeconds: number
+  exportDir: string
+  ttlSeconds: number
+  gzipLevel: number
+  escapeFormulas: boolean
+  log: Logger
+  /** Aborts on shutdown: the job goes back to the queue and starts again elsewhere. */
+  signal: AbortSignal
+  /** A finished file: its rows and bytes, for the metrics. */
+  finished(job: ExportJobRow, rows: number, bytes: number, seconds: number): void
+}
+
+export type ExportOutcome = 'completed' | 'failed' | 'released' | 'lost'
+
+/**
+ * Runs one async export: COPY from one snapshot into `<id>.<attempt>.partial` in EXPORT_DIR,
+ * hashing the bytes as they are written; once the file is complete and flushed to disk it is
+ * renamed to its final name and the job completed with its rows, bytes and SHA-256. The lease is
+ * renewed (with the progress) while the file is written; a job whose lease is lost stops and
+ * deletes its partial file. An export has no checkpoint: a job taken over starts again.
+ */
+export async function runExport(job: ExportJobRow, context: ExportContext): Promise<ExportOutcome> {
+  const { sql, owner, leaseSeconds, log } = context
+  const jobLog = log.child({ job_id: job.id, resource: job.resource })
+  const gzip = job.compression === 'gzip'
+  const fileName = `${job.id}.${job.format}${gzip ? '.gz' : ''}`
+  const partial = path.join(context.exportDir, `${job.id}.${job.attempts}.partial`)
+  const query = exportQuery(
+    job.resource as ExportResourceName,
+    { format: job.format, fields: job.fields, filters: job.filters },
+    context.escapeFormulas,
+  )
+  const stopped = new AbortController()
+  const onShutdown = () => stopped.abort()
+  context.signal.addEventListener('abort', onShutdown, { once: true })
+
+  const hash = createHash('sha256')
+  let bytes = 0
+  let rows = 0
+  let progress: { readonly rows: number } = { rows: 0 }
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk)
+      bytes += chunk.length
+      callback(null, chunk)
+    },
+  })
+  const head = gzip ? createGzip({ level: context.gzipLevel }) : new PassThrough()
+  // `flush` fsyncs the file before it closes: the rename must never publish a partial file.
+  const written = pipeline(head, counter, createWriteStream(partial, { flush: true }))
+
+  let leaseLost = false
+  const heartbeat = setInterval(
+    () => {
+      renewExportLease(sql, job.id, owner, leaseSeconds, { rows: progress.rows, bytes })
+        .then((owned) => {
+          if (!owned) {
+            leaseLost = true
+            stopped.abort()
+          }
+        })
+        .catch((error) => jobLog.warn({ err: error }, 'renewing the export lease failed'))
+    },
+    Math.max(500, (leaseSeconds * 1000) / 3),
+  )
+  const begun = performance.now()
+  try {
+    const result = await copyExport(sql, exportCopyStatement(query), head, {
+      format: job.format,
+      signal: stopped.signal,
+      onStart: (counts) => {
+        progress = counts
+      },
+    })
+    rows = result.rows
+    head.end()
+    await written
+    clearInterval(heartbeat)
+    const sha256 = hash.digest('hex')
+    await rename(partial, path.join(context.exportDir, fileName))
+    const completed = await completeExportJob(sql, job.id, owner, {
+      rows,
+      bytes,
+      sha256,
+      fileName,
+      ttlSeconds: context.ttlSeconds,
+    })
+    if (!completed) {
+      // Another process took the job over meanwhile: its file (same name) is the one that counts.
+      jobLog.warn('export lease lost at completion; the new owner writes the file again')
+      return 'lost'
+    }
+    const seconds = (performance.now() - begun) / 1000
+    context.finished(job, rows, bytes, seconds)
+    jobLog.info(
+      { rows, bytes, seconds: Math.round(seconds * 1000) / 1000, rows_per_second: Math.round(rows / seconds) },
+      'export finished',
+    )
+    return 'completed'
+  } catch (error) {
+    clearInterval(heartbeat)
+    head.destroy()
+    await written.catch(() => {})
+    await rm(partial, { force: true })
+    if (error instanceof ExportAborted) {
+      if (leaseLost) {
+        jobLog.warn('export lease lost: another process runs the job')
+        return 'lost'
+      }
+      await releaseExportJob(sql, job.id, owner).catch(() => {})
+      jobLog.info('export stopped by shutdown; back in the queue')
+      return 'released'
+    }
+    if (isDatabaseUnavailable(error)) {
+      jobLog.warn({ err: error }, 'database unavailable: the export starts again once its lease expires')
+      return 'lost'
+    }
+    jobLog.error({ err: error }, 'export failed')
+    await failExportJob(
+      sql,
+      job.id,
+      owner,
+      problemBody('internal_error', 'The export stopped on an unexpected error; the log has the details.'),
+    ).catch(() => {})
+    return 'failed'
+  } finally {
+    context.signal.removeEventListener('abort', onShutdown)
+  }
+}

@@ -8,7 +8,7 @@ DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
 
 .DEFAULT_GOAL := help
 .PHONY: deps runtime-deps help dev stop run build test test-api test-coverage fmt lint vet check generate openapi \
-	migrate-up migrate-down db-reset db-shell bench-import bench-startup clean clean-all
+	migrate-up migrate-down db-reset db-shell bench-import bench-export bench-startup clean clean-all
 
 # Two levels of install: running the service needs only the production dependencies (with the
 # `node` optional dependency that brings Node.js 24), which is quick; tests and tools need all.
@@ -88,6 +88,9 @@ db-shell: runtime-deps ## Open psql on the database (DATABASE_URL, else the embe
 
 bench-import: deps ## Import N generated users over HTTP: rows/s, ratio to COPY of the same rows, peak RSS, status latency (ROWS=1000000)
 	bash bench/import.sh
+
+bench-export: deps ## Stream N generated users and articles over HTTP (CSV, NDJSON, JSON): rows/s, MB/s, ratio to COPY of the same statement, peak RSS (ROWS=1000000)
+	bash bench/export.sh
 
 bench-startup: runtime-deps ## Time from start to /ready 200, cold and warm, embedded and external database; and SIGTERM to exit
 	bash bench/startup.sh

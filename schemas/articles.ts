@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
+import { stringEnum } from './common.ts'
 import './record-formats.ts'
 
 /** The CSV columns of an article, in the order of an export (SPEC §1). On import they may come in any order. */
@@ -68,12 +69,7 @@ articleColumns satisfies readonly (keyof ArticleRecord)[]
 /** Filters of an articles export (querystring of its stream, `filters` of an async export). */
 export const ArticleExportFiltersSchema = Type.Object(
   {
-    status: Type.Optional(
-      Type.Union(
-        articleStatuses.map((status) => Type.Literal(status)),
-        { description: 'Only drafts or only published articles.' },
-      ),
-    ),
+    status: Type.Optional(stringEnum(articleStatuses, { description: 'Only drafts or only published articles.' })),
     author_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this author’s articles.' })),
     tag: Type.Optional(
       Type.String({

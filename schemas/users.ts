@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
+import { stringEnum } from './common.ts'
 import './record-formats.ts'
 
 /** The CSV columns of a user, in the order of an export (SPEC §1). On import they may come in any order. */
@@ -67,12 +68,7 @@ userColumns satisfies readonly (keyof UserRecord)[]
 /** Filters of a users export (querystring of its stream, `filters` of an async export). */
 export const UserExportFiltersSchema = Type.Object(
   {
-    role: Type.Optional(
-      Type.Union(
-        userRoles.map((role) => Type.Literal(role)),
-        { description: 'Only users with this role.' },
-      ),
-    ),
+    role: Type.Optional(stringEnum(userRoles, { description: 'Only users with this role.' })),
     active: Type.Optional(Type.Boolean({ description: 'Only active (true) or inactive (false) users.' })),
     created_after: Type.Optional(Type.String({ format: 'date-time', description: 'created_at at or after this.' })),
     created_before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at before this.' })),

@@ -6,9 +6,10 @@ import { connect, type DatabaseConnection } from '../../db/connection.ts'
 import { migrateDown, migrateToLatest, pendingMigrations } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 
-const migrations = ['0001_resource_tables', '0002_import_jobs']
+const migrations = ['0001_resource_tables', '0002_import_jobs', '0003_export_jobs']
 const resourceTables = ['articles', 'comments', 'users']
-const allTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
+const importTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
+const allTables = ['articles', 'comments', 'export_jobs', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
 
 /** A connection to a new, empty database of this test (dropped after it). */
 async function emptyDatabase(t: Test): Promise<DatabaseConnection> {
@@ -192,6 +193,8 @@ t.test('migrateDown reverts one migration at a time, and migrateToLatest brings 
   await migrateToLatest(db)
   await insertUser(sql)
 
+  t.same(await migrateDown(db), ['0003_export_jobs'])
+  t.same(await tables(sql), importTables)
   t.same(await migrateDown(db), ['0002_import_jobs'])
   t.same(await tables(sql), resourceTables)
   t.same(await migrateDown(db), ['0001_resource_tables'])

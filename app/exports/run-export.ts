@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
+import { readdir, rename, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { PassThrough, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -56,6 +56,13 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
     { format: job.format, fields: job.fields, filters: job.filters },
     context.escapeFormulas,
   )
+  // Partial files of earlier attempts (an owner that died mid-export) go first. Should that
+  // owner still be writing, its rename then fails and its lease-fenced updates change nothing.
+  const earlier = (await readdir(context.exportDir)).filter(
+    (name) => name.startsWith(`${job.id}.`) && name.endsWith('.partial'),
+  )
+  await Promise.all(earlier.map((name) => rm(path.join(context.exportDir, name), { force: true })))
+
   const stopped = new AbortController()
   const onShutdown = () => stopped.abort()
   context.signal.addEventListener('abort', onShutdown, { once: true })

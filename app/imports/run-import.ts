@@ -17,7 +17,7 @@ import { type ImportResource, importResources } from './resources.ts'
 import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from './source.ts'
 
 // Runs one claimed import job from its checkpoint to its end, in the import thread
-// (app/imports/job-thread.ts). It reads and splits the source; the validation threads parse and
+// (app/jobs/job-thread.ts). It reads and splits the source; the validation threads parse and
 // validate batches (ahead of the writer); the writer (app/imports/batch-writer.ts) applies the
 // batches in file order, each in one transaction with the job's counters, checkpoint and error
 // rows, so that a crash at any point leaves a consistent job that resumes after its last

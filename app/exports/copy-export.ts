@@ -90,6 +90,11 @@ const EMPTY_ARRAY = Buffer.from('[]\n')
 export interface CopyExportOptions {
   format: ExportFormat
   /**
+   * A pool other than the export's, to cancel the statement with pg_cancel_backend when the
+   * export is abandoned (postgres.js cannot cancel a COPY whose stream it has handed out).
+   */
+  control: Sql
+  /**
    * Called once PostgreSQL has accepted the statement, before the first row (errors until then
    * are thrown, not streamed), with the export's running counts.
    */
@@ -112,7 +117,9 @@ export async function copyExport(
 ): Promise<{ rows: number; bytes: number }> {
   return sql.begin('isolation level repeatable read read only', async (transaction) => {
     // The statement's literals rely on standard strings; JSON timestamps are written in UTC.
-    await transaction`select set_config('standard_conforming_strings', 'on', true), set_config('timezone', 'UTC', true)`
+    const [session] = await transaction<{ pid: number }[]>`
+      select set_config('standard_conforming_strings', 'on', true), set_config('timezone', 'UTC', true),
+        pg_backend_pid() as pid`
     const query = transaction.unsafe(statement)
     const copy = await query.readable()
     const framer = new RowFramer(options.format, (chunk) => sink.write(chunk))
@@ -132,21 +139,26 @@ export async function copyExport(
       }
       // A stream that is dropped while PostgreSQL still sends would leave the connection paused
       // mid-COPY for ever: cancel the statement and drain what is already on its way. The
-      // transaction can roll back only once the COPY is over (ended, or failed on the cancel).
+      // transaction can roll back only once the COPY is over (ended, or failed on the cancel),
+      // and the connection may go back to its pool only once the cancel has been delivered (a
+      // late one must not hit the next user of the connection).
       let abandoned = false
       const abandon = (reason: string) => {
         if (ended || abandoned) return
         abandoned = true
-        void query.cancel()
         const aborted = new ExportAborted(reason)
-        copy.removeAllListeners('data')
-        copy.removeAllListeners('end')
-        copy.removeAllListeners('error')
-        copy.on('data', () => {})
-        copy.on('error', () => {})
-        copy.on('close', () => settle(aborted))
-        copy.resume()
-        if (copy.closed) settle(aborted)
+        const cancelled = options.control`select pg_cancel_backend(${session?.pid ?? 0})`.catch(() => {})
+        const copyClosed = new Promise<void>((closed) => {
+          copy.removeAllListeners('data')
+          copy.removeAllListeners('end')
+          copy.removeAllListeners('error')
+          copy.on('data', () => {})
+          copy.on('error', () => {})
+          copy.on('close', closed)
+          copy.resume()
+          if (copy.closed) closed()
+        })
+        void Promise.all([cancelled, copyClosed]).then(() => settle(aborted))
       }
       const onSinkClose = () => abandon('the receiver closed before the export ended')
       const onSinkError = (error: Error) => abandon(`the receiver failed: ${error.message}`)

@@ -23,6 +23,8 @@ import { exportQuery } from './resources.ts'
 
 export interface ExportContext {
   sql: Sql
+  /** Another pool, to cancel the export's statement (see copyExport). */
+  control: Sql
   owner: string
   leaseSeconds: number
   exportDir: string
@@ -65,7 +67,8 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
 
   const stopped = new AbortController()
   const onShutdown = () => stopped.abort()
-  context.signal.addEventListener('abort', onShutdown, { once: true })
+  if (context.signal.aborted) stopped.abort()
+  else context.signal.addEventListener('abort', onShutdown, { once: true })
 
   const hash = createHash('sha256')
   let bytes = 0
@@ -100,6 +103,7 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   try {
     const result = await copyExport(sql, exportCopyStatement(query), head, {
       format: job.format,
+      control: context.control,
       signal: stopped.signal,
       onStart: (counts) => {
         progress = counts

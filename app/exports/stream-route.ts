@@ -67,6 +67,7 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
         const begun = performance.now()
         const done = copyExport(app.exports.sql, exportCopyStatement(query), body, {
           format,
+          control: app.sql,
           onStart: () => started.resolve(),
         })
         done

@@ -150,6 +150,7 @@ async function runExportJob(job: ExportJobRow): Promise<void> {
   try {
     outcome = await runExport(job, {
       sql: bookkeeping.sql,
+      control: writes.sql,
       owner: settings.owner,
       leaseSeconds: settings.leaseSeconds,
       exportDir: settings.exportDir,

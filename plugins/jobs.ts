@@ -77,9 +77,10 @@ export default fp(
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
       labelNames: ['resource'],
     })
-    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started on
-    // the first start() and ended on close; this side claims them and keeps the books.
+    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started by
+    // start() and ended on close; this side claims them and keeps the books.
     let thread: Worker | undefined
+    let threadReady = false
     const pending = new Map<string, (outcome: RunOutcome | ExportOutcome | 'error') => void>()
     const threadClosed = Promise.withResolvers<void>()
 
@@ -134,6 +135,10 @@ export default fp(
               message.bytes,
               message.seconds,
             )
+            break
+          case 'ready':
+            threadReady = true
+            void claim()
             break
           case 'closed':
             threadClosed.resolve()
@@ -214,7 +219,7 @@ export default fp(
 
     /** Claims jobs while there is room; a wake-up during a claim round runs another round. */
     async function claim(): Promise<void> {
-      if (!started || stopping.signal.aborted) return
+      if (!started || !threadReady || stopping.signal.aborted) return
       if (claiming) {
         again = true
         return
@@ -250,6 +255,9 @@ export default fp(
       start() {
         if (started || !config.RUN_JOBS) return
         started = true
+        // Started now rather than with the first job; claiming begins once it has loaded, so
+        // that no claimed job (its clock running) waits for the thread.
+        thread ??= startThread()
         timer = setInterval(() => void claim(), config.JOB_POLL_INTERVAL_MS)
         // Expired files go within a minute (sooner with a short EXPORT_TTL_SECONDS).
         sweepTimer = setInterval(() => void sweepExports(), Math.min(60_000, config.EXPORT_TTL_SECONDS * 500))

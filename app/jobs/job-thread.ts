@@ -52,6 +52,7 @@ export type FromJobThread =
   | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
   | { type: 'bytes'; resource: string; bytes: number }
   | { type: 'exported'; resource: string; format: string; rows: number; bytes: number; seconds: number }
+  | { type: 'ready' }
   | { type: 'closed' }
 
 const settings = workerData as JobThreadData
@@ -187,3 +188,6 @@ port.on('message', (message: ToJobThread) => {
     })()
   }
 })
+
+// Loaded and listening: the main thread starts claiming jobs.
+post({ type: 'ready' })

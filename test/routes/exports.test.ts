@@ -121,6 +121,11 @@ t.test('Range, If-Range and If-None-Match on a finished export', async (t) => {
   const several = await app.inject({ url, headers: { range: 'bytes=0-1,5-6' } })
   t.equal(several.statusCode, 200, 'several ranges: the whole file')
 
+  const head = await app.inject({ method: 'HEAD', url })
+  t.equal(head.statusCode, 200)
+  t.equal(head.headers['content-length'], String(size), 'HEAD: the headers of the whole file')
+  t.equal(head.body, '')
+
   const notModified = await app.inject({ url, headers: { 'if-none-match': etag } })
   t.equal(notModified.statusCode, 304)
   t.equal(notModified.body, '')

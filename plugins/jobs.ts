@@ -9,6 +9,7 @@ import type { RunOutcome } from '../app/imports/run-import.ts'
 import type { FromJobThread, JobThreadData, ToJobThread } from '../app/jobs/job-thread.ts'
 import { claimExportJob, type ExportJobRow, sweepExpiredExports } from '../db/exports.ts'
 import { claimImportJob, type ImportJobRow } from '../db/imports.ts'
+import { hasClaimableJob } from '../db/jobs.ts'
 
 export interface JobRunner {
   /** This process's identity in the jobs' lease_owner column. */
@@ -77,8 +78,8 @@ export default fp(
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
       labelNames: ['resource'],
     })
-    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started by
-    // start() and ended on close; this side claims them and keeps the books.
+    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started when
+    // the first job is there and ended on close; this side claims them and keeps the books.
     let thread: Worker | undefined
     let threadReady = false
     const pending = new Map<string, (outcome: RunOutcome | ExportOutcome | 'error') => void>()
@@ -219,13 +220,20 @@ export default fp(
 
     /** Claims jobs while there is room; a wake-up during a claim round runs another round. */
     async function claim(): Promise<void> {
-      if (!started || !threadReady || stopping.signal.aborted) return
+      if (!started || stopping.signal.aborted) return
       if (claiming) {
         again = true
         return
       }
       claiming = true
       try {
+        // The thread (tens of MB) starts with the first job there is, and claiming waits until
+        // it has loaded: no claimed job (its clock running) waits for it.
+        if (!thread) {
+          if (await hasClaimableJob(app.sql)) thread = startThread()
+          return
+        }
+        if (!threadReady) return
         do {
           again = false
           while (running.size < config.WORKER_POOL_SIZE && !stopping.signal.aborted) {
@@ -255,9 +263,6 @@ export default fp(
       start() {
         if (started || !config.RUN_JOBS) return
         started = true
-        // Started now rather than with the first job; claiming begins once it has loaded, so
-        // that no claimed job (its clock running) waits for the thread.
-        thread ??= startThread()
         timer = setInterval(() => void claim(), config.JOB_POLL_INTERVAL_MS)
         // Expired files go within a minute (sooner with a short EXPORT_TTL_SECONDS).
         sweepTimer = setInterval(() => void sweepExports(), Math.min(60_000, config.EXPORT_TTL_SECONDS * 500))

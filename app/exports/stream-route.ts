@@ -63,6 +63,10 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
         const query = exportQuery(resource, { format, fields, filters }, config.EXPORT_CSV_ESCAPE_FORMULAS)
         const gzip = acceptsGzip(request.headers['accept-encoding'])
         const body = gzip ? createGzip({ level: config.EXPORT_GZIP_LEVEL }) : new PassThrough()
+        // A client that leaves, even before the body is handed to Fastify, ends the export.
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableFinished) body.destroy()
+        })
         const started = Promise.withResolvers<void>()
         const begun = performance.now()
         const done = copyExport(app.exports.sql, exportCopyStatement(query), body, {

@@ -83,9 +83,11 @@ export default fp(
     let thread: Worker | undefined
     let threadReady = false
     const pending = new Map<string, (outcome: RunOutcome | ExportOutcome | 'error') => void>()
-    const threadClosed = Promise.withResolvers<void>()
+    let threadClosed = Promise.withResolvers<void>()
 
     function startThread(): Worker {
+      const closed = Promise.withResolvers<void>()
+      threadClosed = closed
       const data: JobThreadData = {
         databaseUrl: app.database.url,
         owner,
@@ -142,13 +144,19 @@ export default fp(
             void claim()
             break
           case 'closed':
-            threadClosed.resolve()
+            closed.resolve()
             break
         }
       })
       worker.on('error', (error) => app.log.error({ err: error }, 'the job thread failed'))
+      // A thread that dies (a crash, its heap limit) takes its jobs with it: they end here as
+      // errors, their leases run out, and the next claim starts a new thread that resumes them.
       worker.on('exit', () => {
-        threadClosed.resolve()
+        closed.resolve()
+        if (thread === worker) {
+          thread = undefined
+          threadReady = false
+        }
         for (const settle of pending.values()) settle('error')
         pending.clear()
       })
@@ -285,14 +293,16 @@ export default fp(
       clearInterval(timer)
       clearInterval(sweepTimer)
       await unlisten?.().catch(() => {})
-      if (thread) {
+      const worker = thread
+      if (worker) {
         // Each import finishes its batch in hand, each export stops; they go back to the queue,
         // then the thread ends.
-        thread.postMessage({ type: 'stop' } satisfies ToJobThread)
+        const closed = threadClosed.promise
+        worker.postMessage({ type: 'stop' } satisfies ToJobThread)
         await Promise.allSettled([...running])
-        thread.postMessage({ type: 'close' } satisfies ToJobThread)
-        await threadClosed.promise
-        await thread.terminate()
+        worker.postMessage({ type: 'close' } satisfies ToJobThread)
+        await closed
+        await worker.terminate()
       }
     })
   },

@@ -1,6 +1,8 @@
 import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
+import { completeIdempotencyKey } from './idempotency.ts'
+import { createdBefore, cursorCreatedAt, type JobCursor, notifyJobRunners } from './jobs.ts'
 
 // Exports: the COPY statement that produces an export's bytes, and the async export jobs
 // (db/migrations/0003_export_jobs.ts), whose runner statements are fenced by `lease_owner` like
@@ -151,12 +153,8 @@ export async function insertExportJob(
       .values({ ...job, filters: sql<string>`${JSON.stringify(job.filters)}::text::jsonb` })
       .returningAll()
       .executeTakeFirstOrThrow()
-    if (idempotency) {
-      await sql`
-        update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${row.id}
-        where scope = ${idempotency.scope} and key = ${idempotency.key}`.execute(tx)
-    }
-    await sql`select pg_notify('import_jobs', ${row.id})`.execute(tx)
+    if (idempotency) await completeIdempotencyKey(tx, idempotency, row.id)
+    await notifyJobRunners(tx, row.id)
     return row
   })
 }
@@ -169,7 +167,7 @@ export interface ExportJobFilter {
   status?: ExportStatus
   resource?: string
   /** Only jobs created before this (created_at, id): the cursor of the previous page. */
-  before?: { createdAt: string; id: string }
+  before?: JobCursor
   limit: number
 }
 
@@ -178,21 +176,10 @@ export async function listExportJobs(
   db: Kysely<Database>,
   filter: ExportJobFilter,
 ): Promise<(ExportJobRow & { cursor_created_at: string })[]> {
-  let query = db
-    .selectFrom('export_jobs')
-    .selectAll()
-    .select(
-      sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_created_at'),
-    )
+  let query = db.selectFrom('export_jobs').selectAll().select(cursorCreatedAt)
   if (filter.status) query = query.where('status', '=', filter.status)
   if (filter.resource) query = query.where('resource', '=', filter.resource)
-  if (filter.before) {
-    const { createdAt, id } = filter.before
-    const before = sql<Date>`${createdAt}::text::timestamptz`
-    query = query.where((eb) =>
-      eb.or([eb('created_at', '<', before), eb.and([eb('created_at', '=', before), eb('id', '<', id)])]),
-    )
-  }
+  if (filter.before) query = query.where(createdBefore(filter.before))
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
 }
 

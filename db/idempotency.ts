@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { sql as kyselySql, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
+import type { Database } from './database.ts'
 
 // Idempotency-Key bookkeeping (SPEC §4). The primary key (scope, key) decides, inside
 // PostgreSQL, which of several concurrent requests is the first: never check-then-insert.
@@ -56,7 +58,19 @@ export async function settledIdempotencyKey(
   return current
 }
 
-// Completing a key happens with the job's insert, in one transaction: db/imports.ts insertImportJob.
+/**
+ * Completes a key with the job its request created: called inside the transaction that inserts
+ * the job, so that a job never exists without its key, nor a key without its job.
+ */
+export async function completeIdempotencyKey(
+  transaction: Transaction<Database>,
+  idempotency: { scope: string; key: string; fingerprint: string },
+  jobId: string,
+): Promise<void> {
+  await kyselySql`
+    update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${jobId}
+    where scope = ${idempotency.scope} and key = ${idempotency.key}`.execute(transaction)
+}
 
 export async function renewIdempotencyKey(sql: Sql, scope: string, key: string): Promise<void> {
   await sql`update idempotency_keys set heartbeat_at = now() where scope = ${scope} and key = ${key} and state = 'in_flight'`

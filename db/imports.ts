@@ -1,6 +1,8 @@
-import { type ColumnType, type Generated, type Kysely, type Selectable, sql } from 'kysely'
+import type { ColumnType, Generated, Kysely, Selectable } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
+import { completeIdempotencyKey } from './idempotency.ts'
+import { createdBefore, cursorCreatedAt, type JobCursor, notifyJobRunners } from './jobs.ts'
 
 // Import jobs and their per-record errors (db/migrations/0002_import_jobs.ts). The job runner's
 // statements (claim, lease, batch commit) are fenced by `lease_owner`: a process that lost its
@@ -89,12 +91,8 @@ export async function insertImportJob(
 ): Promise<ImportJobRow> {
   return db.transaction().execute(async (tx) => {
     const row = await tx.insertInto('import_jobs').values(job).returningAll().executeTakeFirstOrThrow()
-    if (idempotency) {
-      await sql`
-        update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${row.id}
-        where scope = ${idempotency.scope} and key = ${idempotency.key}`.execute(tx)
-    }
-    await sql`select pg_notify('import_jobs', ${row.id})`.execute(tx)
+    if (idempotency) await completeIdempotencyKey(tx, idempotency, row.id)
+    await notifyJobRunners(tx, row.id)
     return row
   })
 }
@@ -107,7 +105,7 @@ export interface ImportJobFilter {
   status?: ImportStatus
   resource?: string
   /** Only jobs created before this (created_at, id): the cursor of the previous page. */
-  before?: { createdAt: string; id: string }
+  before?: JobCursor
   limit: number
 }
 
@@ -116,24 +114,10 @@ export type ListedImportJob = ImportJobRow & { cursor_created_at: string }
 
 /** Newest first; `before` continues after the last job of a previous page. */
 export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ListedImportJob[]> {
-  // created_at keeps microseconds, a JS Date only milliseconds: a cursor built from the Date
-  // would skip the jobs created earlier within the same millisecond. The cursor's timestamp
-  // travels as text (a Date parameter would be truncated again).
-  let query = db
-    .selectFrom('import_jobs')
-    .selectAll()
-    .select(
-      sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_created_at'),
-    )
+  let query = db.selectFrom('import_jobs').selectAll().select(cursorCreatedAt)
   if (filter.status) query = query.where('status', '=', filter.status)
   if (filter.resource) query = query.where('resource', '=', filter.resource)
-  if (filter.before) {
-    const { createdAt, id } = filter.before
-    const before = sql<Date>`${createdAt}::text::timestamptz`
-    query = query.where((eb) =>
-      eb.or([eb('created_at', '<', before), eb.and([eb('created_at', '=', before), eb('id', '<', id)])]),
-    )
-  }
+  if (filter.before) query = query.where(createdBefore(filter.before))
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
 }
 

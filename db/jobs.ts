@@ -1,4 +1,6 @@
+import { sql as kyselySql, type RawBuilder, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
+import type { Database } from './database.ts'
 
 // What the job runner asks of both kinds of job (import_jobs, export_jobs) at once.
 
@@ -11,4 +13,32 @@ export async function hasClaimableJob(sql: Sql): Promise<boolean> {
       select 1 from export_jobs where status = 'queued' or (status = 'running' and lease_expires_at < now())
     ) as found`
   return row?.found ?? false
+}
+
+/** A page position in a job list: the last job's created_at (text, to the microsecond) and id. */
+export interface JobCursor {
+  createdAt: string
+  id: string
+}
+
+/**
+ * A listed job's created_at to the microsecond, as ISO 8601 text in UTC, for its cursor: a JS
+ * Date keeps only milliseconds, and a cursor built from it would skip the jobs created earlier
+ * within the same millisecond.
+ */
+export const cursorCreatedAt =
+  kyselySql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_created_at')
+
+/**
+ * The jobs after `cursor` in newest-first order: (created_at, id) below the cursor's, as one row
+ * comparison that the (created_at desc, id desc) index serves. The timestamp travels as text (a
+ * Date parameter would be truncated again).
+ */
+export function createdBefore(cursor: JobCursor): RawBuilder<boolean> {
+  return kyselySql<boolean>`(created_at, id) < (${cursor.createdAt}::text::timestamptz, ${cursor.id}::uuid)`
+}
+
+/** Wakes the job runners of every process (plugins/jobs.ts listens): one channel for every kind of job. */
+export async function notifyJobRunners(transaction: Transaction<Database>, jobId: string): Promise<void> {
+  await kyselySql`select pg_notify('import_jobs', ${jobId})`.execute(transaction)
 }

@@ -7,13 +7,10 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
 import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
 import { exportFileName, exportMediaTypes } from '../../app/exports/resources.ts'
+import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
+import { acquireIdempotencyKey } from '../../app/jobs/idempotency.ts'
 import { type ExportJobRow, findExportJob, insertExportJob, listExportJobs } from '../../db/exports.ts'
-import {
-  claimIdempotencyKey,
-  type KeyState,
-  releaseIdempotencyKey,
-  settledIdempotencyKey,
-} from '../../db/idempotency.ts'
+import { claimIdempotencyKey, releaseIdempotencyKey } from '../../db/idempotency.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
 import { CommentExportFiltersSchema } from '../../schemas/comments.ts'
@@ -102,23 +99,22 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!key) return accepted(reply, await insertExportJob(app.db, { ...job, idempotency_key: null }), false)
 
       const fingerprint = createHash('sha256').update(JSON.stringify(job)).digest('hex')
-      let claim: KeyState = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
-      while (!claim.owned) {
-        const settled = await settledIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, claim, config.IDEMPOTENCY_WAIT_MS)
-        if (settled.owned) break
-        if (settled.state === 'completed') {
-          if (settled.fingerprint !== fingerprint) {
-            throw new ProblemError(
-              'unprocessable',
-              'This Idempotency-Key was used for another export request; use a new key.',
-            )
-          }
-          return accepted(reply, await jobOr404(settled.jobId as string), true)
-        }
-        if (settled.state === 'in_flight') {
-          throw new ProblemError('conflict', 'A request with this Idempotency-Key is still in progress; retry later.')
-        }
-        claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+      const claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+      if (!claim.owned) {
+        // Another request holds (or held) the key: replay its job, or refuse.
+        const acquired = await acquireIdempotencyKey(
+          app.sql,
+          {
+            scope: IDEMPOTENCY_SCOPE,
+            key,
+            fingerprint,
+            ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+            waitMs: config.IDEMPOTENCY_WAIT_MS,
+            mismatch: 'This Idempotency-Key was used for another export request; use a new key.',
+          },
+          claim,
+        )
+        if ('replay' in acquired) return accepted(reply, await jobOr404(acquired.replay), true)
       }
       try {
         const created = await insertExportJob(
@@ -151,29 +147,14 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { status, resource, limit, cursor } = request.query
-      let before: { createdAt: string; id: string } | undefined
-      if (cursor) {
-        const [createdAt, id] = Buffer.from(cursor, 'base64url').toString().split('|')
-        if (
-          !createdAt ||
-          !id ||
-          !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(createdAt) ||
-          Number.isNaN(Date.parse(createdAt)) ||
-          !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)
-        ) {
-          throw new ProblemError('bad_request', 'The cursor is not one this service gave out.')
-        }
-        before = { createdAt, id }
-      }
+      const before = cursor ? decodeJobCursor(cursor) : undefined
       const rows = await listExportJobs(app.db, { status, resource, before, limit: limit + 1 })
       const page = rows.slice(0, limit)
       const last = page.at(-1)
       return {
         items: page.map((row) => exportJobView(row)),
         next_cursor:
-          rows.length > limit && last
-            ? Buffer.from(`${last.cursor_created_at}|${last.id}`).toString('base64url')
-            : null,
+          rows.length > limit && last ? encodeJobCursor({ createdAt: last.cursor_created_at, id: last.id }) : null,
       }
     },
   )

@@ -16,13 +16,14 @@ import {
 import { importJobView, recordErrorView } from '../../app/imports/job-view.ts'
 import { type ImportResource, importResources } from '../../app/imports/resources.ts'
 import { inspectSource, SourceRejected } from '../../app/imports/source.ts'
+import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
+import { acquireIdempotencyKey } from '../../app/jobs/idempotency.ts'
 import {
   claimIdempotencyKey,
   HEARTBEAT_MS,
   type KeyState,
   releaseIdempotencyKey,
   renewIdempotencyKey,
-  settledIdempotencyKey,
 } from '../../db/idempotency.ts'
 import {
   findImportJob,
@@ -147,29 +148,22 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const fingerprint = importFingerprint(options, source)
 
         // Another request holds (or held) the key: replay its job, or refuse.
-        while (key && claim && !claim.owned) {
-          const settled = await settledIdempotencyKey(
+        if (key && claim && !claim.owned) {
+          const acquired = await acquireIdempotencyKey(
             app.sql,
-            IDEMPOTENCY_SCOPE,
-            key,
-            claim,
-            config.IDEMPOTENCY_WAIT_MS,
-          )
-          if (settled.owned) break
-          if (settled.state === 'completed') {
-            if (settled.fingerprint !== fingerprint) {
-              throw new ProblemError(
-                'unprocessable',
+            {
+              scope: IDEMPOTENCY_SCOPE,
+              key,
+              fingerprint,
+              ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+              waitMs: config.IDEMPOTENCY_WAIT_MS,
+              mismatch:
                 'This Idempotency-Key was used for another request (other resource, options or file); use a new key.',
-              )
-            }
-            const job = await jobOr404(settled.jobId as string)
-            return accepted(reply, job, true)
-          }
-          if (settled.state === 'in_flight') {
-            throw new ProblemError('conflict', 'A request with this Idempotency-Key is still in progress; retry later.')
-          }
-          claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+            },
+            claim,
+          )
+          if ('replay' in acquired) return accepted(reply, await jobOr404(acquired.replay), true)
+          claim = acquired
         }
 
         const resource = importResources[options.resource] as ImportResource
@@ -232,19 +226,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { status, resource, limit, cursor } = request.query
-      let before: { createdAt: string; id: string } | undefined
-      if (cursor) {
-        const [createdAt, id] = Buffer.from(cursor, 'base64url').toString().split('|')
-        if (
-          !createdAt ||
-          !id ||
-          !isCursorTimestamp(createdAt) ||
-          !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)
-        ) {
-          throw new ProblemError('bad_request', 'The cursor is not one this service gave out.')
-        }
-        before = { createdAt, id }
-      }
+      const before = cursor ? decodeJobCursor(cursor) : undefined
       const rows = await listImportJobs(app.db, { status, resource, before, limit: limit + 1 })
       const page = rows.slice(0, limit)
       const last = page.at(-1)
@@ -252,9 +234,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return {
         items,
         next_cursor:
-          rows.length > limit && last
-            ? Buffer.from(`${last.cursor_created_at}|${last.id}`).toString('base64url')
-            : null,
+          rows.length > limit && last ? encodeJobCursor({ createdAt: last.cursor_created_at, id: last.id }) : null,
       }
     },
   )
@@ -446,13 +426,6 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return jobBody(cancel.job)
     },
   )
-}
-
-/** A cursor's timestamp: ISO 8601 in UTC to the microsecond, a real date (PostgreSQL parses it). */
-function isCursorTimestamp(text: string): boolean {
-  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(text)) return false
-  const date = new Date(text)
-  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 19) === text.slice(0, 19)
 }
 
 function capitalize(text: string): string {

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { readdir, rename, rm } from 'node:fs/promises'
+import { rename, rm } from 'node:fs/promises'
 import path from 'node:path'
-import { PassThrough, Transform } from 'node:stream'
+import { PassThrough } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
 import type { Logger } from 'pino'
@@ -18,6 +17,7 @@ import {
 } from '../../db/exports.ts'
 import type { ExportResourceName } from '../../schemas/exports.ts'
 import { problemBody } from '../../schemas/problem.ts'
+import { DigestStream } from '../jobs/digest-stream.ts'
 import { copyExport, ExportAborted } from './copy-export.ts'
 import { exportQuery } from './resources.ts'
 
@@ -60,35 +60,28 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   )
   // Partial files of earlier attempts (an owner that died mid-export) go first. Should that
   // owner still be writing, its rename then fails and its lease-fenced updates change nothing.
-  const earlier = (await readdir(context.exportDir)).filter(
-    (name) => name.startsWith(`${job.id}.`) && name.endsWith('.partial'),
+  // Their names are known: one per earlier attempt.
+  await Promise.all(
+    Array.from({ length: job.attempts - 1 }, (_, index) =>
+      rm(path.join(context.exportDir, `${job.id}.${index + 1}.partial`), { force: true }),
+    ),
   )
-  await Promise.all(earlier.map((name) => rm(path.join(context.exportDir, name), { force: true })))
 
   const stopped = new AbortController()
   const onShutdown = () => stopped.abort()
   if (context.signal.aborted) stopped.abort()
   else context.signal.addEventListener('abort', onShutdown, { once: true })
 
-  const hash = createHash('sha256')
-  let bytes = 0
-  let rows = 0
+  const digest = new DigestStream()
   let progress: { readonly rows: number } = { rows: 0 }
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk)
-      bytes += chunk.length
-      callback(null, chunk)
-    },
-  })
   const head = gzip ? createGzip({ level: context.gzipLevel }) : new PassThrough()
   // `flush` fsyncs the file before it closes: the rename must never publish a partial file.
-  const written = pipeline(head, counter, createWriteStream(partial, { flush: true }))
+  const written = pipeline(head, digest, createWriteStream(partial, { flush: true }))
 
   let leaseLost = false
   const heartbeat = setInterval(
     () => {
-      renewExportLease(sql, job.id, owner, leaseSeconds, { rows: progress.rows, bytes })
+      renewExportLease(sql, job.id, owner, leaseSeconds, { rows: progress.rows, bytes: digest.bytes })
         .then((owned) => {
           if (!owned) {
             leaseLost = true
@@ -109,11 +102,12 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
         progress = counts
       },
     })
-    rows = result.rows
+    const { rows } = result
     head.end()
     await written
     clearInterval(heartbeat)
-    const sha256 = hash.digest('hex')
+    const { bytes } = digest
+    const sha256 = digest.sha256()
     await rename(partial, path.join(context.exportDir, fileName))
     const completed = await completeExportJob(sql, job.id, owner, {
       rows,

@@ -1,12 +1,11 @@
-import { createHash } from 'node:crypto'
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import { createWriteStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { BlockList, isIP } from 'node:net'
 import path from 'node:path'
-import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
+import { DigestStream } from '../jobs/digest-stream.ts'
 import { SourceRejected } from './source.ts'
 
 // Fetches an import's URL into IMPORT_DIR. Only http and https; the address every hop connects to
@@ -164,28 +163,17 @@ export async function downloadSource(
         discard(response.body)
         throw new SourceRejected(`the url's file is ${declared} bytes; IMPORT_URL_MAX_BYTES is ${limits.maxBytes}`)
       }
-      const hash = createHash('sha256')
-      let size = 0
-      await pipeline(
-        response.body,
-        new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            size += chunk.length
-            if (size > limits.maxBytes) {
-              done(new SourceRejected(`the url's file is larger than IMPORT_URL_MAX_BYTES (${limits.maxBytes} bytes)`))
-              return
-            }
-            hash.update(chunk)
-            done(null, chunk)
-          },
-        }),
-        createWriteStream(target),
-      )
+      const digest = new DigestStream({
+        maxBytes: limits.maxBytes,
+        tooLarge: () =>
+          new SourceRejected(`the url's file is larger than IMPORT_URL_MAX_BYTES (${limits.maxBytes} bytes)`),
+      })
+      await pipeline(response.body, digest, createWriteStream(target))
       const contentType = response.headers['content-type']
       return {
         path: target,
-        sizeBytes: size,
-        sha256: hash.digest('hex'),
+        sizeBytes: digest.bytes,
+        sha256: digest.sha256(),
         contentType: typeof contentType === 'string' ? contentType : null,
       }
     }

@@ -2,12 +2,12 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
-import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { FastifyRequest } from 'fastify'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { importFormats, importResourceNames } from '../../schemas/imports.ts'
 import type { InvalidParam } from '../../schemas/problem.ts'
+import { DigestStream } from '../jobs/digest-stream.ts'
 import type { ImportFormat } from './record-splitter.ts'
 
 // What an import request brings: an upload streamed to IMPORT_DIR (hashed and counted on the
@@ -44,19 +44,8 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
           `Unexpected file part "${part.fieldname}": send exactly one file, as the part named "file".`,
         )
       }
-      const hash = createHash('sha256')
-      let size = 0
-      await pipeline(
-        part.file,
-        new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            size += chunk.length
-            hash.update(chunk)
-            done(null, chunk)
-          },
-        }),
-        createWriteStream(target),
-      )
+      const digest = new DigestStream()
+      await pipeline(part.file, digest, createWriteStream(target))
       if (part.file.truncated) {
         throw new ProblemError('payload_too_large', 'The file is larger than UPLOAD_MAX_BYTES.')
       }
@@ -64,8 +53,8 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
         path: target,
         filename: part.filename || null,
         contentType: part.mimetype || null,
-        sizeBytes: size,
-        sha256: hash.digest('hex'),
+        sizeBytes: digest.bytes,
+        sha256: digest.sha256(),
       }
     }
   } catch (error) {

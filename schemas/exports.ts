@@ -2,7 +2,7 @@ import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox
 import { ArticleExportFiltersSchema, articleColumns } from './articles.ts'
 import { CommentExportFiltersSchema, commentColumns } from './comments.ts'
 import { ref, stringEnum } from './common.ts'
-import { importStatuses } from './imports.ts'
+import { jobListSchema, jobStatuses } from './jobs.ts'
 import { UserExportFiltersSchema, userColumns } from './users.ts'
 
 // The export API (SPEC §4): streams, and async export jobs whose fixed field names (id, resource,
@@ -90,7 +90,7 @@ export const ExportJobSchema = Type.Object(
     id: Type.String({ format: 'uuid' }),
     resource: stringEnum(exportResourceNames),
     format: stringEnum(exportFormats),
-    status: stringEnum(importStatuses),
+    status: stringEnum(jobStatuses),
     done: Type.Boolean({ description: 'True once the status is completed, failed or cancelled.' }),
     created_at: Type.String({ format: 'date-time' }),
     started_at: nullableString('When the job first started running.'),
@@ -118,27 +118,4 @@ export const ExportJobSchema = Type.Object(
 
 export type ExportJob = Static<typeof ExportJobSchema>
 
-export const ExportIdParamsSchema = Type.Object(
-  { id: Type.String({ format: 'uuid' }) },
-  { additionalProperties: false },
-)
-
-export const ListExportsQuerySchema = Type.Object(
-  {
-    status: Type.Optional(stringEnum(importStatuses)),
-    resource: Type.Optional(stringEnum(exportResourceNames)),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page.' })),
-  },
-  { additionalProperties: false },
-)
-
-export const ExportJobListSchema = Type.Object(
-  {
-    items: Type.Array(ref(ExportJobSchema)),
-    next_cursor: Type.Union([Type.String(), Type.Null()], {
-      description: 'Pass as `cursor` for the next page; null at the end.',
-    }),
-  },
-  { $id: 'ExportJobList', additionalProperties: false },
-)
+export const ExportJobListSchema = jobListSchema(ExportJobSchema, 'ExportJobList')

@@ -1,12 +1,11 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { ref, stringEnum } from './common.ts'
+import { jobListSchema, jobStatuses, resourceNames } from './jobs.ts'
 
 // The import job API (SPEC §4). The field names of ImportJob are fixed: clients and dashboards
 // depend on them.
 
-export const importResourceNames = ['users', 'articles', 'comments'] as const
 export const importFormats = ['csv', 'ndjson', 'json'] as const
-export const importStatuses = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const
 export const errorCodes = [
   'parse_error',
   'required',
@@ -40,11 +39,11 @@ export const RecordErrorSchema = Type.Object(
 export const ImportJobSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
-    resource: stringEnum(importResourceNames),
+    resource: stringEnum(resourceNames),
     format: Type.Union([stringEnum(importFormats), Type.Null()], {
       description: 'Null only for a URL import whose format is learnt from the download.',
     }),
-    status: stringEnum(importStatuses),
+    status: stringEnum(jobStatuses),
     done: Type.Boolean({ description: 'True once the status is completed, failed or cancelled.' }),
     dry_run: Type.Boolean({ description: 'Validated against the live database, nothing written.' }),
     source: Type.Object({
@@ -90,7 +89,7 @@ export type ImportJob = Static<typeof ImportJobSchema>
 
 export const ImportFromUrlSchema = Type.Object(
   {
-    resource: stringEnum(importResourceNames),
+    resource: stringEnum(resourceNames),
     url: Type.String({ minLength: 1, maxLength: 4096, description: 'An http or https URL of the file.' }),
     format: Type.Optional(
       stringEnum(importFormats, { description: 'Default: from the URL’s path, the Content-Type, or sniffed.' }),
@@ -106,7 +105,7 @@ export const ImportUploadSchema = Type.Object(
       format: 'binary',
       description: 'The file: CSV, NDJSON or a JSON array, optionally gzip-compressed.',
     }),
-    resource: stringEnum(importResourceNames),
+    resource: stringEnum(resourceNames),
     format: Type.Optional(
       stringEnum(importFormats, { description: 'Default: from the file name, the part’s Content-Type, or sniffed.' }),
     ),
@@ -118,30 +117,7 @@ export const ImportUploadSchema = Type.Object(
   },
 )
 
-export const ImportIdParamsSchema = Type.Object(
-  { id: Type.String({ format: 'uuid' }) },
-  { additionalProperties: false },
-)
-
-export const ListImportsQuerySchema = Type.Object(
-  {
-    status: Type.Optional(stringEnum(importStatuses)),
-    resource: Type.Optional(stringEnum(importResourceNames)),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page.' })),
-  },
-  { additionalProperties: false },
-)
-
-export const ImportJobListSchema = Type.Object(
-  {
-    items: Type.Array(ref(ImportJobSchema)),
-    next_cursor: Type.Union([Type.String(), Type.Null()], {
-      description: 'Pass as `cursor` for the next page; null at the end.',
-    }),
-  },
-  { $id: 'ImportJobList', additionalProperties: false },
-)
+export const ImportJobListSchema = jobListSchema(ImportJobSchema, 'ImportJobList')
 
 export const ErrorsQuerySchema = Type.Object(
   { format: stringEnum(['ndjson', 'csv'], { default: 'ndjson' }) },

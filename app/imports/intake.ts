@@ -5,7 +5,8 @@ import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { FastifyRequest } from 'fastify'
 import { ProblemError } from '../../plugins/problem-details.ts'
-import { importFormats, importResourceNames } from '../../schemas/imports.ts'
+import { importFormats } from '../../schemas/imports.ts'
+import { resourceNames } from '../../schemas/jobs.ts'
 import type { InvalidParam } from '../../schemas/problem.ts'
 import { DigestStream } from '../jobs/digest-stream.ts'
 import type { ImportFormat } from './record-splitter.ts'
@@ -89,8 +90,8 @@ export function uploadOptions(fields: Record<string, string>): ImportOptions {
   const problem = (name: string, reason: string) => errors.push({ in: 'body', name, pointer: `/${name}`, reason })
   const resource = fields.resource?.trim()
   if (!resource) problem('resource', 'is required')
-  else if (!(importResourceNames as readonly string[]).includes(resource)) {
-    problem('resource', `must be one of ${importResourceNames.join(', ')}`)
+  else if (!(resourceNames as readonly string[]).includes(resource)) {
+    problem('resource', `must be one of ${resourceNames.join(', ')}`)
   }
   const format = fields.format?.trim() || undefined
   if (format && !(importFormats as readonly string[]).includes(format)) {

@@ -16,16 +16,15 @@ import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
 import { CommentExportFiltersSchema } from '../../schemas/comments.ts'
 import { ref } from '../../schemas/common.ts'
 import {
-  ExportIdParamsSchema,
   ExportJobListSchema,
   ExportJobSchema,
   type ExportRequest,
   ExportRequestSchema,
   exportRequests,
   exportResourceNames,
-  ListExportsQuerySchema,
 } from '../../schemas/exports.ts'
 import { IdempotencyHeadersSchema } from '../../schemas/imports.ts'
+import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 import { UserExportFiltersSchema } from '../../schemas/users.ts'
 
@@ -138,7 +137,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['exports'],
         operationId: 'listExports',
         summary: 'List export jobs, newest first (filter by status and resource; cursor pagination)',
-        querystring: ListExportsQuerySchema,
+        querystring: ListJobsQuerySchema,
         response: {
           200: { ...ref(ExportJobListSchema), description: 'A page of jobs.' },
           400: problemResponse('The cursor is not one this service gave out.'),
@@ -166,7 +165,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['exports'],
         operationId: 'getExport',
         summary: 'An export job: status, rows and bytes written, download URL when done',
-        params: ExportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           200: { ...ref(ExportJobSchema), description: 'The job.' },
           404: problemResponse('No export job has this id.'),
@@ -185,7 +184,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'The finished file (Content-Disposition, ETag, HTTP Range and If-Range)',
         description:
           'The ETag is the file’s SHA-256. One byte range (`Range: bytes=a-b`, `a-` or `-n`) gives 206; several ranges, or an If-Range that does not match, give the whole file. If-None-Match with the ETag gives 304.',
-        params: ExportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           200: {
             description: 'The whole file.',

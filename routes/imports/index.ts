@@ -41,13 +41,12 @@ import {
   ErrorsQuerySchema,
   IdempotencyHeadersSchema,
   ImportFromUrlSchema,
-  ImportIdParamsSchema,
   ImportJobListSchema,
   ImportJobSchema,
   ImportUploadSchema,
-  ListImportsQuerySchema,
   RecordErrorSchema,
 } from '../../schemas/imports.ts'
+import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 
 const IDEMPOTENCY_SCOPE = 'imports'
@@ -220,7 +219,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'listImports',
         summary: 'List import jobs, newest first (filter by status and resource; cursor pagination)',
-        querystring: ListImportsQuerySchema,
+        querystring: ListJobsQuerySchema,
         response: { 200: { ...ref(ImportJobListSchema), description: 'A page of jobs.' } },
       },
     },
@@ -246,7 +245,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'getImport',
         summary: 'An import job: status, counters, progress, first errors',
-        params: ImportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           200: { ...ref(ImportJobSchema), description: 'The job.' },
           404: problemResponse('No import job has this id.'),
@@ -267,7 +266,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'getImportErrors',
         summary: 'Every per-record error of a job, streamed as NDJSON or CSV',
-        params: ImportIdParamsSchema,
+        params: JobIdParamsSchema,
         querystring: ErrorsQuerySchema,
         response: {
           200: {
@@ -313,7 +312,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'getImportFailedRecords',
         summary: 'The rejected records exactly as uploaded, in the same format (CSV header kept)',
-        params: ImportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           200: {
             description: 'A file of the source’s format with only the failed records, byte for byte.',
@@ -350,7 +349,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Live progress as server-sent events until the job is done',
         description:
           'Sends `event: progress` with the job (as GET /api/v1/imports/{id}) whenever it changes, then `event: done` with the final job, and closes.',
-        params: ImportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           200: {
             description: 'A text/event-stream.',
@@ -406,7 +405,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'cancelImport',
         summary: 'Stop a queued or running job; committed batches stay',
-        params: ImportIdParamsSchema,
+        params: JobIdParamsSchema,
         response: {
           202: {
             ...ref(ImportJobSchema),

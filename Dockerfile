@@ -4,7 +4,9 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 
+# patches/: fixes to dependencies, applied by the postinstall step (patch-package).
 COPY package.json package-lock.json ./
+COPY patches ./patches
 # Production dependencies only; optional ones are the embedded PostgreSQL's binaries, which a
 # container (given DATABASE_URL) does not need.
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force

@@ -1,0 +1,72 @@
+import t, { type Test } from 'tap'
+import { connect } from '../../db/connection.ts'
+import { createTestDatabase } from '../db.ts'
+
+// The database connections when their server ends them (a failover, pg_terminate_backend): every
+// query settles with an error, nothing stops the process, and the pool serves again. postgres.js
+// 3.4.9 does not do all of this by itself: patches/ carries the fixes (README, layout).
+
+async function pools(t: Test) {
+  const url = await createTestDatabase(t)
+  const service = connect(url, { max: 3 })
+  const killer = connect(url, { max: 1 })
+  t.teardown(async () => {
+    await service.close(1)
+    await killer.close(1)
+  })
+  const terminate = (pid: number) => killer.sql`select pg_terminate_backend(${pid})`
+  return { sql: service.sql, terminate }
+}
+
+t.test('a reserved connection ended mid-transaction: its queries settle, the pool serves again', async (t) => {
+  const { sql, terminate } = await pools(t)
+  for (let round = 0; round < 3; round++) {
+    const lane = await sql.reserve()
+    const [{ pid } = { pid: 0 }] = await lane<{ pid: number }[]>`select pg_backend_pid() as pid`
+    await lane.unsafe('begin')
+    // A statement in flight, and parameterised ones queued behind it on the reservation.
+    const running = lane`select pg_sleep(5)`.then(
+      () => 'ran',
+      (error) => error.code,
+    )
+    const queued = [1, 2, 3].map((n) =>
+      lane`select ${n}::int as n`.then(
+        () => 'ran',
+        (error) => error.code,
+      ),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await terminate(pid)
+    const outcomes = await Promise.all([running, ...queued])
+    t.ok(
+      outcomes.every((outcome) => outcome !== 'ran'),
+      `round ${round}: every query of the ended session failed (${outcomes.join(', ')})`,
+    )
+    t.equal(
+      await lane.unsafe('rollback').then(
+        () => 'ran',
+        (error) => error.code,
+      ),
+      'CONNECTION_CLOSED',
+    )
+    lane.release()
+    const [row] = await sql<{ one: number }[]>`select 1 as one`
+    t.equal(row?.one, 1, `round ${round}: the pool serves again`)
+  }
+})
+
+t.test('a transaction (sql.begin) ended mid-statement rejects, and the process goes on', async (t) => {
+  const { sql, terminate } = await pools(t)
+  let pid = 0
+  const transaction = sql.begin(async (tx) => {
+    ;[{ pid } = { pid: 0 }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`
+    await tx`select pg_sleep(5)`
+  })
+  while (pid === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  await terminate(pid)
+  await t.rejects(transaction, { code: 'CONNECTION_CLOSED' })
+  // Its ROLLBACK was written to the closed connection on a later tick: that must not throw.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const [row] = await sql<{ one: number }[]>`select 1 as one`
+  t.equal(row?.one, 1)
+})

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import path from 'node:path'
@@ -19,6 +19,12 @@ export interface EmbeddedPostgres {
   startedHere: boolean
   /** Stops the server if this process started it; a reused server is left running. */
   stop(): Promise<void>
+  /**
+   * Asks the server this process started for a fast shutdown, without waiting (synchronous, so
+   * it can run as the process exits on any path: a shutdown that timed out, a second signal).
+   * PostgreSQL then stops on its own: open transactions roll back, committed data stays.
+   */
+  stopNow(): void
   /**
    * Lets this process exit while the server goes on running (for a set-up step that starts
    * the server for later processes); `stopEmbeddedPostgres` stops it.
@@ -49,6 +55,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       port: running.port,
       startedHere: false,
       stop: async () => {},
+      stopNow: () => {},
       release: () => {},
     }
   }
@@ -95,7 +102,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     child?.stderr?.destroy()
     child?.unref()
   }
-  return { url: urlFor(port), port, startedHere: true, stop: () => server.stop(), release }
+  const stopNow = () => {
+    const pid = postmasterPid(directory)
+    if (pid !== undefined && isAlive(pid)) process.kill(pid, 'SIGINT')
+  }
+  return { url: urlFor(port), port, startedHere: true, stop: () => server.stop(), stopNow, release }
 }
 
 /**
@@ -142,6 +153,16 @@ async function runningServer(directory: string): Promise<{ pid: number; port: nu
     await sleep(100) // starting or stopping: wait until it settles
   }
   throw new Error(`embedded PostgreSQL in ${directory} neither became ready nor stopped within 30 s`)
+}
+
+/** The server's process id from postmaster.pid, read synchronously; undefined when none runs. */
+function postmasterPid(directory: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path.join(directory, 'postmaster.pid'), 'utf8').split('\n')[0])
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -1,8 +1,8 @@
 import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
-import { completeIdempotencyKey } from './idempotency.ts'
-import { createdBefore, cursorCreatedAt, type JobCursor, notifyJobRunners } from './jobs.ts'
+import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
+import { createdBefore, cursorCreatedAt, JOB_CHANNEL, type JobCursor, notifyJobRunners } from './jobs.ts'
 
 // Exports: the COPY statement that produces an export's bytes, and the async export jobs
 // (db/migrations/0003_export_jobs.ts), whose runner statements are fenced by `lease_owner` like
@@ -145,7 +145,7 @@ export interface NewExportJob {
 export async function insertExportJob(
   db: Kysely<Database>,
   job: NewExportJob,
-  idempotency?: { scope: string; key: string; fingerprint: string },
+  idempotency?: HeldKey & { fingerprint: string },
 ): Promise<ExportJobRow> {
   return db.transaction().execute(async (tx) => {
     const row = await tx
@@ -246,11 +246,47 @@ export async function failExportJob(
     where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
 }
 
-/** Gives a running job back to the queue (graceful shutdown): another process starts it again. */
+/**
+ * Gives a running job back to the queue in good order (graceful shutdown): another process starts
+ * it again at once, and the run does not count as an attempt.
+ */
 export async function releaseExportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
   await sql`
-    update export_jobs set status = 'queued', lease_owner = null, lease_expires_at = null
-    where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
+    with released as (
+      update export_jobs set status = 'queued', lease_owner = null, lease_expires_at = null, attempts = attempts - 1
+      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+      returning id
+    )
+    select pg_notify(${JOB_CHANNEL}, id::text) from released`
+}
+
+/** Hands back a job whose run was lost with its thread: claimable again at once, the run counted. */
+export async function releaseLostExportRun(sql: Sql, jobId: string, owner: string): Promise<void> {
+  await sql`
+    with released as (
+      update export_jobs set status = 'queued', lease_owner = null, lease_expires_at = null
+      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+      returning id
+    )
+    select pg_notify(${JOB_CHANNEL}, id::text) from released`
+}
+
+/** Fails the export jobs whose runs ended abnormally `maxAttempts` times; returns their ids. */
+export async function failExhaustedExportJobs(
+  sql: Sql,
+  maxAttempts: number,
+  problem: Record<string, unknown>,
+): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`
+    update export_jobs set status = 'failed', finished_at = now(), error = ${sql.json(problem as never)},
+      lease_owner = null, lease_expires_at = null
+    where id in (
+      select id from export_jobs
+      where (status = 'queued' or (status = 'running' and lease_expires_at < now())) and attempts >= ${maxAttempts}
+      for update skip locked
+    )
+    returning id`
+  return rows.map((row) => row.id)
 }
 
 /**

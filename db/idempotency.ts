@@ -1,17 +1,21 @@
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql as kyselySql, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
 
 // Idempotency-Key bookkeeping (SPEC §4). The primary key (scope, key) decides, inside
-// PostgreSQL, which of several concurrent requests is the first: never check-then-insert.
+// PostgreSQL, which of several concurrent requests is the first: never check-then-insert. The
+// request that holds a key in flight holds its token: only it can renew, complete or free the
+// key, so a request that stalled long enough to lose its key to another can never complete it
+// too (which would make two jobs for one key).
 
 /** A request holding an in-flight key renews it this often; a key silent for STALE_SECONDS is free. */
 export const HEARTBEAT_MS = 10_000
 const STALE_SECONDS = 30
 
 export type KeyState =
-  | { owned: true }
+  | { owned: true; token: string }
   | { owned: false; state: 'in_flight' | 'completed'; fingerprint: string | null; jobId: string | null }
   | { owned: false; state: 'absent' }
 
@@ -20,16 +24,17 @@ export type KeyState =
  * request stopped renewing it (its process died), is taken over.
  */
 export async function claimIdempotencyKey(sql: Sql, scope: string, key: string, ttlSeconds: number): Promise<KeyState> {
+  const token = randomUUID()
   const [claimed] = await sql`
-    insert into idempotency_keys (scope, key, state, expires_at)
-    values (${scope}, ${key}, 'in_flight', now() + make_interval(secs => ${ttlSeconds}))
+    insert into idempotency_keys (scope, key, state, expires_at, token)
+    values (${scope}, ${key}, 'in_flight', now() + make_interval(secs => ${ttlSeconds}), ${token})
     on conflict (scope, key) do update
       set state = 'in_flight', fingerprint = null, job_id = null, created_at = now(), heartbeat_at = now(),
-        expires_at = excluded.expires_at
+        expires_at = excluded.expires_at, token = excluded.token
       where idempotency_keys.expires_at < now()
         or (idempotency_keys.state = 'in_flight' and idempotency_keys.heartbeat_at < now() - make_interval(secs => ${STALE_SECONDS}))
     returning 1`
-  if (claimed) return { owned: true }
+  if (claimed) return { owned: true, token }
   return readIdempotencyKey(sql, scope, key)
 }
 
@@ -58,25 +63,49 @@ export async function settledIdempotencyKey(
   return current
 }
 
+/** A request's key was taken over by another request (it went silent too long): it must not complete it. */
+export class IdempotencyKeyLost extends Error {
+  constructor(key: string) {
+    super(`the Idempotency-Key ${key} was taken over by another request`)
+    this.name = 'IdempotencyKeyLost'
+  }
+}
+
+/** A key held by the request that holds `token`. */
+export interface HeldKey {
+  scope: string
+  key: string
+  token: string
+}
+
 /**
  * Completes a key with the job its request created: called inside the transaction that inserts
  * the job, so that a job never exists without its key, nor a key without its job.
+ * @throws IdempotencyKeyLost when the request no longer holds the key (the job is rolled back)
  */
 export async function completeIdempotencyKey(
   transaction: Transaction<Database>,
-  idempotency: { scope: string; key: string; fingerprint: string },
+  idempotency: HeldKey & { fingerprint: string },
   jobId: string,
 ): Promise<void> {
-  await kyselySql`
+  const { rows } = await kyselySql`
     update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${jobId}
-    where scope = ${idempotency.scope} and key = ${idempotency.key}`.execute(transaction)
+    where scope = ${idempotency.scope} and key = ${idempotency.key} and state = 'in_flight'
+      and token = ${idempotency.token}
+    returning 1`.execute(transaction)
+  if (rows.length === 0) throw new IdempotencyKeyLost(idempotency.key)
 }
 
-export async function renewIdempotencyKey(sql: Sql, scope: string, key: string): Promise<void> {
-  await sql`update idempotency_keys set heartbeat_at = now() where scope = ${scope} and key = ${key} and state = 'in_flight'`
+/** Keeps a held key from going stale while its request runs (a long upload). */
+export async function renewIdempotencyKey(sql: Sql, held: HeldKey): Promise<void> {
+  await sql`
+    update idempotency_keys set heartbeat_at = now()
+    where scope = ${held.scope} and key = ${held.key} and state = 'in_flight' and token = ${held.token}`
 }
 
-/** The request that held the key failed: free it, so that a retry can run. */
-export async function releaseIdempotencyKey(sql: Sql, scope: string, key: string): Promise<void> {
-  await sql`delete from idempotency_keys where scope = ${scope} and key = ${key} and state = 'in_flight'`
+/** The request that held the key failed: free it, so that a retry can run (if it still holds it). */
+export async function releaseIdempotencyKey(sql: Sql, held: HeldKey): Promise<void> {
+  await sql`
+    delete from idempotency_keys
+    where scope = ${held.scope} and key = ${held.key} and state = 'in_flight' and token = ${held.token}`
 }

@@ -1,8 +1,8 @@
-import type { ColumnType, Generated, Kysely, Selectable } from 'kysely'
+import { type ColumnType, type Generated, type Kysely, sql as kyselySql, type Selectable } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
-import { completeIdempotencyKey } from './idempotency.ts'
-import { createdBefore, cursorCreatedAt, type JobCursor, notifyJobRunners } from './jobs.ts'
+import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
+import { createdBefore, cursorCreatedAt, JOB_CHANNEL, type JobCursor, notifyJobRunners } from './jobs.ts'
 
 // Import jobs and their per-record errors (db/migrations/0002_import_jobs.ts). The job runner's
 // statements (claim, lease, batch commit) are fenced by `lease_owner`: a process that lost its
@@ -41,6 +41,21 @@ export interface ImportJobsTable {
   lease_expires_at: ColumnType<Date | null, never, Date | null>
   attempts: ColumnType<number, never, never>
   idempotency_key: string | null
+  /** The first unknown field names met (app/imports/unknown-fields.ts), and whether there were more. */
+  unknown_fields: ColumnType<string[], string[] | undefined, string[]>
+  unknown_fields_more: ColumnType<boolean, boolean | undefined, boolean>
+  /** Why a running job is not advancing, while it waits (see JobWaiting); null otherwise. */
+  waiting: ColumnType<JobWaiting | null, never, never>
+  /** A job handed back to wait is not claimed before this. */
+  not_before: ColumnType<Date | null, never, never>
+}
+
+/** Why a job waits: shown in its progress (the API's `progress.waiting`). */
+export interface JobWaiting {
+  reason: 'resource_busy' | 'row_locks'
+  detail: string
+  /** ISO 8601. */
+  since: string
 }
 
 export interface ImportErrorsTable {
@@ -59,6 +74,20 @@ export interface ImportErrorsTable {
 
 export type ImportStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled'
 export type ImportJobRow = Selectable<ImportJobsTable>
+
+/**
+ * A job as the API reads it: with `blocked_by`, the running import of the same resource that a
+ * queued job waits for (imports of one resource write one at a time), when there is one.
+ */
+export type ImportJobWithBlocker = ImportJobRow & { blocked_by?: string | null }
+
+/** The running import that a queued job of the same resource waits for: a subquery on import_jobs. */
+const BLOCKED_BY = `(
+  select blocker.id from import_jobs blocker
+  where import_jobs.status = 'queued' and blocker.resource = import_jobs.resource
+    and blocker.status = 'running' and blocker.id <> import_jobs.id
+  order by blocker.started_at limit 1)`
+const blockedBy = kyselySql.raw<string | null>(BLOCKED_BY).as('blocked_by')
 export type ImportErrorRow = Selectable<ImportErrorsTable>
 
 export const finishedStatuses: readonly ImportStatus[] = ['completed', 'failed', 'cancelled']
@@ -76,6 +105,8 @@ export interface NewImportJob {
   bytes_total?: number | null
   batch_size: number
   warnings?: string[]
+  unknown_fields?: string[]
+  unknown_fields_more?: boolean
   idempotency_key?: string | null
 }
 
@@ -87,7 +118,7 @@ export interface NewImportJob {
 export async function insertImportJob(
   db: Kysely<Database>,
   job: NewImportJob,
-  idempotency?: { scope: string; key: string; fingerprint: string },
+  idempotency?: HeldKey & { fingerprint: string },
 ): Promise<ImportJobRow> {
   return db.transaction().execute(async (tx) => {
     const row = await tx.insertInto('import_jobs').values(job).returningAll().executeTakeFirstOrThrow()
@@ -97,8 +128,8 @@ export async function insertImportJob(
   })
 }
 
-export async function findImportJob(db: Kysely<Database>, id: string): Promise<ImportJobRow | undefined> {
-  return db.selectFrom('import_jobs').selectAll().where('id', '=', id).executeTakeFirst()
+export async function findImportJob(db: Kysely<Database>, id: string): Promise<ImportJobWithBlocker | undefined> {
+  return db.selectFrom('import_jobs').selectAll().select(blockedBy).where('id', '=', id).executeTakeFirst()
 }
 
 export interface ImportJobFilter {
@@ -110,11 +141,11 @@ export interface ImportJobFilter {
 }
 
 /** A listed job, with its created_at to the microsecond as text (ISO 8601, UTC) for a cursor. */
-export type ListedImportJob = ImportJobRow & { cursor_created_at: string }
+export type ListedImportJob = ImportJobWithBlocker & { cursor_created_at: string }
 
 /** Newest first; `before` continues after the last job of a previous page. */
 export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ListedImportJob[]> {
-  let query = db.selectFrom('import_jobs').selectAll().select(cursorCreatedAt)
+  let query = db.selectFrom('import_jobs').selectAll().select([cursorCreatedAt, blockedBy])
   if (filter.status) query = query.where('status', '=', filter.status)
   if (filter.resource) query = query.where('resource', '=', filter.resource)
   if (filter.before) query = query.where(createdBefore(filter.before))
@@ -129,16 +160,16 @@ export async function findImportJobWithErrors(
   sql: Sql,
   id: string,
   limit: number,
-): Promise<{ job: ImportJobRow; errors: ImportErrorRow[] } | undefined> {
-  const [row] = await sql<(ImportJobRow & { first_errors: ImportErrorRow[] })[]>`
-    select j.*, coalesce((
+): Promise<{ job: ImportJobWithBlocker; errors: ImportErrorRow[] } | undefined> {
+  const [row] = await sql<(ImportJobWithBlocker & { first_errors: ImportErrorRow[] })[]>`
+    select import_jobs.*, coalesce((
       select json_agg(e order by e.record, e.seq)
-      from (select * from import_errors where job_id = j.id order by record, seq limit ${limit}) e
-    ), '[]') as first_errors
-    from import_jobs j where j.id = ${id}`
+      from (select * from import_errors where job_id = import_jobs.id order by record, seq limit ${limit}) e
+    ), '[]') as first_errors, ${sql.unsafe(BLOCKED_BY)} as blocked_by
+    from import_jobs where import_jobs.id = ${id}`
   if (!row) return undefined
   const { first_errors: errors, ...job } = row
-  return { job: job as ImportJobRow, errors }
+  return { job, errors }
 }
 
 /** The first `limit` errors of a job, in record order. */
@@ -171,17 +202,28 @@ export function failedRecordRanges(
 }
 
 /**
- * Claims the oldest job that is queued, or running under a lease that expired (its owner died):
- * FOR UPDATE SKIP LOCKED lets several processes claim at once without taking the same job.
+ * Claims the oldest job that is queued (and not waiting out `not_before`), or running under a
+ * lease that expired (its owner died): FOR UPDATE SKIP LOCKED lets several processes claim at
+ * once without taking the same job. A queued job of a resource that another import is writing
+ * stays queued (imports of one resource write one at a time): it holds no slot while it waits.
+ * Each claim counts an attempt; a run handed back in good order gives it back (releaseImportJob).
  */
 export async function claimImportJob(sql: Sql, owner: string, leaseSeconds: number): Promise<ImportJobRow | undefined> {
   const [row] = await sql<ImportJobRow[]>`
     update import_jobs set status = 'running', lease_owner = ${owner},
       lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-      started_at = coalesce(started_at, now()), attempts = attempts + 1
+      started_at = coalesce(started_at, now()), attempts = attempts + 1, not_before = null, waiting = null
     where id = (
-      select id from import_jobs
-      where status = 'queued' or (status = 'running' and lease_expires_at < now())
+      select id from import_jobs candidate
+      where (
+          (candidate.status = 'queued' and (candidate.not_before is null or candidate.not_before <= now()))
+          or (candidate.status = 'running' and candidate.lease_expires_at < now())
+        )
+        and not exists (
+          select 1 from import_jobs writer
+          where writer.resource = candidate.resource and writer.status = 'running'
+            and writer.lease_expires_at >= now() and writer.id <> candidate.id
+        )
       order by created_at
       for update skip locked
       limit 1
@@ -190,7 +232,28 @@ export async function claimImportJob(sql: Sql, owner: string, leaseSeconds: numb
   return row
 }
 
-/** Extends the lease; false when this process no longer owns the job. */
+/**
+ * Fails the jobs whose runs ended abnormally `maxAttempts` times (their process or thread died
+ * while running them), instead of claiming them again; returns their ids.
+ */
+export async function failExhaustedImportJobs(
+  sql: Sql,
+  maxAttempts: number,
+  problem: Record<string, unknown>,
+): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`
+    update import_jobs set status = 'failed', finished_at = now(), error = ${sql.json(problem as never)},
+      lease_owner = null, lease_expires_at = null, waiting = null
+    where id in (
+      select id from import_jobs
+      where (status = 'queued' or (status = 'running' and lease_expires_at < now())) and attempts >= ${maxAttempts}
+      for update skip locked
+    )
+    returning id`
+  return rows.map((row) => row.id)
+}
+
+/** Extends the lease; `owned` is false when this process no longer owns the job. */
 export async function renewLease(
   sql: Sql,
   jobId: string,
@@ -204,6 +267,25 @@ export async function renewLease(
   return { owned: Boolean(row), cancelRequested: row?.cancel_requested ?? false }
 }
 
+/** Whether the job is still this process's, and whether a cancel was asked: a read, no lock. */
+export async function importJobControl(
+  sql: Sql,
+  jobId: string,
+  owner: string,
+): Promise<{ owned: boolean; cancelRequested: boolean }> {
+  const [row] = await sql<{ owned: boolean; cancel_requested: boolean }[]>`
+    select lease_owner = ${owner} and status = 'running' as owned, cancel_requested
+    from import_jobs where id = ${jobId}`
+  return { owned: row?.owned ?? false, cancelRequested: row?.cancel_requested ?? false }
+}
+
+/** Shows why a running job does not advance (`progress.waiting`), or clears it with null. */
+export async function setImportWaiting(sql: Sql, jobId: string, owner: string, waiting: JobWaiting | null) {
+  await sql`
+    update import_jobs set waiting = ${waiting ? sql.json(waiting as never) : null}
+    where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
+}
+
 export interface BatchCommit {
   jobId: string
   owner: string
@@ -212,43 +294,58 @@ export interface BatchCommit {
   inserted: number
   updated: number
   failed: number
-  /** The batch's error rows as a JSON array (see import_errors). */
+  /** The batch's error rows as a JSON array (see import_errors), and how many there are. */
   errorsJson: string
+  errorCount: number
   bytesRead: number
   checkpointRecord: number
   checkpointLine: number
   checkpointOffset: number
   warnings: string[]
+  unknownFields: { names: string[]; more: boolean }
 }
 
 /**
  * Records a batch: its error rows, the counters, the checkpoint and a renewed lease, in one
  * statement. Inside the batch's transaction, it commits with the batch's rows or not at all.
- * @returns null when the lease was lost (the caller must roll back), else whether a cancel was asked
+ * It records nothing for a job this process no longer owns, or whose cancel was asked: the
+ * cancel request locks the job's row, so a batch either commits before the cancel is accepted,
+ * or finds it here and is rolled back (a cancelled job writes nothing after the cancel).
+ * @returns `committed`, or why the caller must roll back: `cancelled`, `lost` (the lease)
  */
-export async function commitBatch(sql: Sql, batch: BatchCommit): Promise<{ cancelRequested: boolean } | null> {
-  const [row] = await sql<{ cancel_requested: boolean }[]>`
-    with stored as (
+export async function commitBatch(sql: Sql, batch: BatchCommit): Promise<'committed' | 'cancelled' | 'lost'> {
+  const [row] = await sql<{ recorded: boolean }[]>`
+    with recorded as (
+      update import_jobs set
+        processed = processed + ${batch.processed}, inserted = inserted + ${batch.inserted},
+        updated = updated + ${batch.updated}, failed = failed + ${batch.failed},
+        errors_stored = errors_stored + ${batch.errorCount},
+        bytes_read = ${batch.bytesRead}, checkpoint_record = ${batch.checkpointRecord},
+        checkpoint_line = ${batch.checkpointLine}, checkpoint_offset = ${batch.checkpointOffset},
+        warnings = ${batch.warnings}::text[], unknown_fields = ${batch.unknownFields.names}::text[],
+        unknown_fields_more = ${batch.unknownFields.more}, waiting = null,
+        lease_expires_at = now() + make_interval(secs => ${batch.leaseSeconds})
+      where id = ${batch.jobId} and lease_owner = ${batch.owner} and status = 'running' and not cancel_requested
+      returning id
+    ), stored as (
       insert into import_errors (job_id, record, seq, line, record_id, field, code, message, value, byte_offset, byte_length)
-      select ${batch.jobId}, e.record, e.seq, e.line, e.record_id, e.field, e.code, e.message, e.value, e.byte_offset, e.byte_length
-      from jsonb_to_recordset(${batch.errorsJson}::text::jsonb) as e(record bigint, seq int, line bigint, record_id text,
-        field text, code text, message text, value text, byte_offset bigint, byte_length bigint)
+      select recorded.id, e.record, e.seq, e.line, e.record_id, e.field, e.code, e.message, e.value, e.byte_offset, e.byte_length
+      from recorded, jsonb_to_recordset(${batch.errorsJson}::text::jsonb) as e(record bigint, seq int, line bigint,
+        record_id text, field text, code text, message text, value text, byte_offset bigint, byte_length bigint)
       returning 1
     )
-    update import_jobs set
-      processed = processed + ${batch.processed}, inserted = inserted + ${batch.inserted},
-      updated = updated + ${batch.updated}, failed = failed + ${batch.failed},
-      errors_stored = errors_stored + (select count(*) from stored),
-      bytes_read = ${batch.bytesRead}, checkpoint_record = ${batch.checkpointRecord},
-      checkpoint_line = ${batch.checkpointLine}, checkpoint_offset = ${batch.checkpointOffset},
-      warnings = ${batch.warnings}::text[],
-      lease_expires_at = now() + make_interval(secs => ${batch.leaseSeconds})
-    where id = ${batch.jobId} and lease_owner = ${batch.owner} and status = 'running'
-    returning cancel_requested`
-  return row ? { cancelRequested: row.cancel_requested } : null
+    select exists (select 1 from recorded) as recorded`
+  if (row?.recorded) return 'committed'
+  // A statement of its own: it sees what made the update skip the row (the statement above reads
+  // a snapshot taken before a concurrent cancel committed).
+  const control = await importJobControl(sql, batch.jobId, batch.owner)
+  return control.owned && control.cancelRequested ? 'cancelled' : 'lost'
 }
 
-/** Ends a job this process owns: completed, failed (with a problem) or cancelled. */
+/**
+ * Ends a job this process owns: completed, failed (with a problem) or cancelled. Wakes the
+ * runners: an import of the same resource may have been waiting for this one.
+ */
 export async function finishImportJob(
   sql: Sql,
   jobId: string,
@@ -258,19 +355,55 @@ export async function finishImportJob(
   bytesRead?: number,
 ): Promise<ImportJobRow | undefined> {
   const [row] = await sql<ImportJobRow[]>`
-    update import_jobs set status = ${status}, finished_at = now(), error = ${error ? sql.json(error as never) : null},
-      bytes_read = coalesce(${bytesRead ?? null}::bigint, bytes_read),
-      lease_owner = null, lease_expires_at = null
-    where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-    returning *`
+    with finished as (
+      update import_jobs set status = ${status}, finished_at = now(), error = ${error ? sql.json(error as never) : null},
+        bytes_read = coalesce(${bytesRead ?? null}::bigint, bytes_read),
+        lease_owner = null, lease_expires_at = null, waiting = null
+      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+      returning *
+    )
+    select finished.*, pg_notify(${JOB_CHANNEL}, finished.id::text) from finished`
   return row
 }
 
-/** Gives a running job back to the queue (graceful shutdown): another process resumes it at once. */
+/**
+ * Gives a running job back to the queue in good order (shutdown, or its database went away):
+ * another process resumes it at once, and the run does not count as an attempt.
+ */
 export async function releaseImportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
   await sql`
-    update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null
+    with released as (
+      update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null,
+        attempts = attempts - 1, waiting = null
+      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+      returning id
+    )
+    select pg_notify(${JOB_CHANNEL}, id::text) from released`
+}
+
+/**
+ * Hands a job back to wait for another import of its resource (which holds the write lock):
+ * not claimed again for `delayMs`, and the run does not count as an attempt.
+ */
+export async function deferImportJob(sql: Sql, jobId: string, owner: string, delayMs: number): Promise<void> {
+  await sql`
+    update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null,
+      attempts = attempts - 1, waiting = null, not_before = now() + make_interval(secs => ${delayMs / 1000})
     where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
+}
+
+/**
+ * Hands back a job whose run was lost with its thread (it crashed): claimable again at once,
+ * the run counted as an attempt.
+ */
+export async function releaseLostImportRun(sql: Sql, jobId: string, owner: string): Promise<void> {
+  await sql`
+    with released as (
+      update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null, waiting = null
+      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
+      returning id
+    )
+    select pg_notify(${JOB_CHANNEL}, id::text) from released`
 }
 
 /** A dry run cannot resume (its writes were rolled back): it starts over. */
@@ -289,12 +422,20 @@ export async function recordDownloadedSource(
   sql: Sql,
   jobId: string,
   owner: string,
-  source: { path: string; sizeBytes: number; sha256: string; format: 'csv' | 'ndjson' | 'json'; warnings: string[] },
+  source: {
+    path: string
+    sizeBytes: number
+    sha256: string
+    format: 'csv' | 'ndjson' | 'json'
+    warnings: string[]
+    unknownFields: { names: string[]; more: boolean }
+  },
 ): Promise<void> {
   await sql`
     update import_jobs set source_path = ${source.path}, source_size_bytes = ${source.sizeBytes},
       source_sha256 = ${source.sha256}, bytes_total = ${source.sizeBytes}, format = ${source.format},
-      warnings = ${source.warnings}::text[]
+      warnings = ${source.warnings}::text[], unknown_fields = ${source.unknownFields.names}::text[],
+      unknown_fields_more = ${source.unknownFields.more}
     where id = ${jobId} and lease_owner = ${owner}`
 }
 

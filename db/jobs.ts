@@ -15,6 +15,25 @@ export async function hasClaimableJob(sql: Sql): Promise<boolean> {
   return row?.found ?? false
 }
 
+/**
+ * Extends the lease of a job this process claimed, if no claim came since (its attempt is still
+ * `attempt`): false when another claim, in this process or another, has taken the job.
+ */
+export async function renewClaim(
+  sql: Sql,
+  kind: 'import' | 'export',
+  claim: { id: string; attempts: number },
+  owner: string,
+  leaseSeconds: number,
+): Promise<boolean> {
+  const table = kind === 'import' ? sql`import_jobs` : sql`export_jobs`
+  const [row] = await sql`
+    update ${table} set lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
+    where id = ${claim.id} and lease_owner = ${owner} and status = 'running' and attempts = ${claim.attempts}
+    returning 1`
+  return Boolean(row)
+}
+
 /** A page position in a job list: the last job's created_at (text, to the microsecond) and id. */
 export interface JobCursor {
   createdAt: string
@@ -38,7 +57,14 @@ export function createdBefore(cursor: JobCursor): RawBuilder<boolean> {
   return kyselySql<boolean>`(created_at, id) < (${cursor.createdAt}::text::timestamptz, ${cursor.id}::uuid)`
 }
 
-/** Wakes the job runners of every process (plugins/jobs.ts listens): one channel for every kind of job. */
+/**
+ * The NOTIFY channel that wakes the job runners of every process (plugins/jobs.ts listens): one
+ * channel for every kind of job, sent when a job is queued, handed back, or finishes (a job
+ * waiting for its resource may go on).
+ */
+export const JOB_CHANNEL = 'import_jobs'
+
+/** Wakes the job runners of every process. */
 export async function notifyJobRunners(transaction: Transaction<Database>, jobId: string): Promise<void> {
-  await kyselySql`select pg_notify('import_jobs', ${jobId})`.execute(transaction)
+  await kyselySql`select pg_notify(${JOB_CHANNEL}, ${jobId})`.execute(transaction)
 }

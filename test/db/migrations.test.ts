@@ -6,7 +6,7 @@ import { connect, type DatabaseConnection } from '../../db/connection.ts'
 import { migrateDown, migrateToLatest, pendingMigrations } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 
-const migrations = ['0001_resource_tables', '0002_import_jobs', '0003_export_jobs']
+const migrations = ['0001_resource_tables', '0002_import_jobs', '0003_export_jobs', '0004_job_hardening']
 const resourceTables = ['articles', 'comments', 'users']
 const importTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
 const allTables = ['articles', 'comments', 'export_jobs', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
@@ -193,6 +193,8 @@ t.test('migrateDown reverts one migration at a time, and migrateToLatest brings 
   await migrateToLatest(db)
   await insertUser(sql)
 
+  t.same(await migrateDown(db), ['0004_job_hardening'])
+  t.same(await tables(sql), allTables, 'the columns go, the tables stay')
   t.same(await migrateDown(db), ['0003_export_jobs'])
   t.same(await tables(sql), importTables)
   t.same(await migrateDown(db), ['0002_import_jobs'])

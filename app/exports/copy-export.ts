@@ -1,5 +1,7 @@
 import type { Writable } from 'node:stream'
+import type { TransactionSql } from 'postgres'
 import type { Sql } from '../../db/connection.ts'
+import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportFormat } from '../../db/exports.ts'
 
 // PostgreSQL writes an export's bytes itself (COPY … TO STDOUT, see db/exports.ts): measured
@@ -115,67 +117,86 @@ export async function copyExport(
   sink: Writable,
   options: CopyExportOptions,
 ): Promise<{ rows: number; bytes: number }> {
-  return sql.begin('isolation level repeatable read read only', async (transaction) => {
-    // The statement's literals rely on standard strings; JSON timestamps are written in UTC.
-    const [session] = await transaction<{ pid: number }[]>`
-      select set_config('standard_conforming_strings', 'on', true), set_config('timezone', 'UTC', true),
-        pg_backend_pid() as pid`
-    const query = transaction.unsafe(statement)
-    const copy = await query.readable()
-    const framer = new RowFramer(options.format, (chunk) => sink.write(chunk))
-    options.onStart?.(framer)
-    return new Promise<{ rows: number; bytes: number }>((resolve, reject) => {
-      let ended = false
-      const resume = () => copy.resume()
-      const settle = (error?: Error) => {
-        if (ended) return
-        ended = true
-        sink.off('drain', resume)
-        sink.off('close', onSinkClose)
-        sink.off('error', onSinkError)
-        options.signal?.removeEventListener('abort', onAbort)
-        if (error) reject(error)
-        else resolve({ rows: framer.rows, bytes: framer.bytes })
-      }
-      // A stream that is dropped while PostgreSQL still sends would leave the connection paused
-      // mid-COPY for ever: cancel the statement and drain what is already on its way. The
-      // transaction can roll back only once the COPY is over (ended, or failed on the cancel),
-      // and the connection may go back to its pool only once the cancel has been delivered (a
-      // late one must not hit the next user of the connection).
-      let abandoned = false
-      const abandon = (reason: string) => {
-        if (ended || abandoned) return
-        abandoned = true
-        const aborted = new ExportAborted(reason)
-        const cancelled = options.control`select pg_cancel_backend(${session?.pid ?? 0})`.catch(() => {})
-        const copyClosed = new Promise<void>((closed) => {
-          copy.removeAllListeners('data')
-          copy.removeAllListeners('end')
-          copy.removeAllListeners('error')
-          copy.on('data', () => {})
-          copy.on('error', () => {})
-          copy.on('close', closed)
-          copy.resume()
-          if (copy.closed) closed()
+  return sql.begin('isolation level repeatable read read only', (transaction) =>
+    copyInTransaction(transaction, statement, sink, options),
+  )
+}
+
+async function copyInTransaction(
+  transaction: TransactionSql,
+  statement: string,
+  sink: Writable,
+  options: CopyExportOptions,
+): Promise<{ rows: number; bytes: number }> {
+  // The statement's literals rely on standard strings; JSON timestamps are written in UTC.
+  const [session] = await transaction<{ pid: number }[]>`
+    select set_config('standard_conforming_strings', 'on', true), set_config('timezone', 'UTC', true),
+      pg_backend_pid() as pid`
+  const query = transaction.unsafe(statement)
+  const copy = await query.readable()
+  const framer = new RowFramer(options.format, (chunk) => sink.write(chunk))
+  options.onStart?.(framer)
+  return new Promise<{ rows: number; bytes: number }>((resolve, reject) => {
+    let ended = false
+    const resume = () => copy.resume()
+    const onRow = (row: Buffer) => {
+      if (!framer.add(row)) copy.pause()
+    }
+    const onEnd = () => {
+      framer.end()
+      settle()
+    }
+    const onCopyError = (error: Error) => settle(error)
+    const settle = (error?: Error) => {
+      if (ended) return
+      ended = true
+      sink.off('drain', resume)
+      sink.off('close', onSinkClose)
+      sink.off('error', onSinkError)
+      options.signal?.removeEventListener('abort', onAbort)
+      if (error) reject(error)
+      else resolve({ rows: framer.rows, bytes: framer.bytes })
+    }
+    // A stream that is dropped while PostgreSQL still sends would leave the connection paused
+    // mid-COPY for ever: cancel the statement and drain what is already on its way. The
+    // transaction can roll back only once the COPY is over (ended, or failed on the cancel),
+    // and the connection may go back to its pool only once the cancel has been delivered (a
+    // late one must not hit the next user of the connection).
+    let abandoned = false
+    const abandon = (reason: string) => {
+      if (ended || abandoned) return
+      abandoned = true
+      const aborted = new ExportAborted(reason)
+      // The cancel ends the COPY with an error: expected, and not the export's outcome, unless
+      // the connection was lost meanwhile.
+      let lost: Error | undefined
+      const cancelled = options.control`select pg_cancel_backend(${session?.pid ?? 0})`.catch(() => {})
+      const copyClosed = new Promise<void>((closed) => {
+        copy.off('data', onRow)
+        copy.off('end', onEnd)
+        copy.off('error', onCopyError)
+        copy.on('error', (error) => {
+          if (isDatabaseUnavailable(error)) lost = error
         })
-        void Promise.all([cancelled, copyClosed]).then(() => settle(aborted))
-      }
-      const onSinkClose = () => abandon('the receiver closed before the export ended')
-      const onSinkError = (error: Error) => abandon(`the receiver failed: ${error.message}`)
-      const onAbort = () => abandon('the export was stopped')
-      copy.on('data', (row: Buffer) => {
-        if (!framer.add(row)) copy.pause()
+        copy.on('data', () => {})
+        copy.once('close', closed)
+        copy.resume()
+        if (copy.closed) closed()
       })
-      copy.on('end', () => {
-        framer.end()
-        settle()
-      })
-      copy.on('error', (error) => settle(error))
-      sink.on('drain', resume)
-      sink.on('close', onSinkClose)
-      sink.on('error', onSinkError)
-      if (options.signal?.aborted) onAbort()
-      else options.signal?.addEventListener('abort', onAbort, { once: true })
-    })
+      void Promise.all([cancelled, copyClosed]).then(() => settle(lost ?? aborted))
+    }
+    const onSinkClose = () => abandon('the receiver closed before the export ended')
+    const onSinkError = (error: Error) => abandon(`the receiver failed: ${error.message}`)
+    const onAbort = () => abandon('the export was stopped')
+    copy.on('data', onRow)
+    copy.on('end', onEnd)
+    copy.on('error', onCopyError)
+    sink.on('drain', resume)
+    sink.on('close', onSinkClose)
+    sink.on('error', onSinkError)
+    // The receiver may have gone while the statement was being started: it would never drain.
+    if (sink.destroyed) onSinkClose()
+    else if (options.signal?.aborted) onAbort()
+    else options.signal?.addEventListener('abort', onAbort, { once: true })
   })
 }

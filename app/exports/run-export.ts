@@ -77,6 +77,9 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   const head = gzip ? createGzip({ level: context.gzipLevel }) : new PassThrough()
   // `flush` fsyncs the file before it closes: the rename must never publish a partial file.
   const written = pipeline(head, digest, createWriteStream(partial, { flush: true }))
+  // Awaited below; until then a failure (the file cannot be opened) must not be an unhandled
+  // rejection, which would end the job thread and every job in it.
+  written.catch(() => {})
 
   let leaseLost = false
   const heartbeat = setInterval(
@@ -131,16 +134,32 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   } catch (error) {
     clearInterval(heartbeat)
     head.destroy()
-    await written.catch(() => {})
+    const writeFailure = await written.then(
+      () => undefined,
+      (failure: NodeJS.ErrnoException) => failure,
+    )
     await rm(partial, { force: true })
     if (error instanceof ExportAborted) {
       if (leaseLost) {
         jobLog.warn('export lease lost: another process runs the job')
         return 'lost'
       }
-      await releaseExportJob(sql, job.id, owner).catch(() => {})
-      jobLog.info('export stopped by shutdown; back in the queue')
-      return 'released'
+      if (context.signal.aborted) {
+        await releaseExportJob(sql, job.id, owner).catch(() => {})
+        jobLog.info('export stopped by shutdown; back in the queue')
+        return 'released'
+      }
+      // Neither a shutdown nor a lost lease: the file stopped taking bytes (a full disk, a
+      // directory gone). Another run would meet the same: the job fails, saying so.
+      jobLog.error({ err: writeFailure ?? error }, 'the export file could not be written')
+      const reason = writeFailure?.code ?? 'the file stopped taking bytes'
+      await failExportJob(
+        sql,
+        job.id,
+        owner,
+        problemBody('internal_error', `The export file could not be written (${reason}); the log has the details.`),
+      ).catch(() => {})
+      return 'failed'
     }
     if (isDatabaseUnavailable(error)) {
       jobLog.warn({ err: error }, 'database unavailable: the export starts again once its lease expires')

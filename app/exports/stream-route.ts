@@ -52,6 +52,8 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
           format: 'csv' | 'ndjson' | 'json'
           fields?: string[]
         } & Record<string, string | boolean | undefined>
+        const query = exportQuery(resource, { format, fields, filters }, config.EXPORT_CSV_ESCAPE_FORMULAS)
+        const statement = exportCopyStatement(query)
         const release = app.exports.acquireStream(resource)
         if (!release) {
           reply.header('retry-after', '5')
@@ -60,19 +62,27 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
             `${config.EXPORT_MAX_STREAMS} exports are streaming already (EXPORT_MAX_STREAMS); retry in a few seconds.`,
           )
         }
-        const query = exportQuery(resource, { format, fields, filters }, config.EXPORT_CSV_ESCAPE_FORMULAS)
         const gzip = acceptsGzip(request.headers['accept-encoding'])
         const body = gzip ? createGzip({ level: config.EXPORT_GZIP_LEVEL }) : new PassThrough()
-        // A client that leaves, even before the body is handed to Fastify, ends the export.
+        // A failure reaches the client through `done` below: as a problem, or as a response cut
+        // short. The body's own 'error' event must not also stop the process in the moments
+        // before Fastify listens to it (its onSend hooks run between send and its listener).
+        body.on('error', () => {})
+        // A client that leaves, even before the body is handed to Fastify, ends the export (and
+        // so frees its slot and connection), whatever the state of the data path.
         reply.raw.on('close', () => {
           if (!reply.raw.writableFinished) body.destroy()
         })
         const started = Promise.withResolvers<void>()
+        let handedOver = false
         const begun = performance.now()
-        const done = copyExport(app.exports.sql, exportCopyStatement(query), body, {
+        const done = copyExport(app.exports.sql, statement, body, {
           format,
           control: app.sql,
-          onStart: () => started.resolve(),
+          onStart: () => {
+            handedOver = true
+            started.resolve()
+          },
         })
         done
           .then(
@@ -83,9 +93,16 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
               request.log.info({ resource, format, rows, bytes, seconds }, 'export streamed')
             },
             (error) => {
+              // Before the hand-over the error handler answers with a problem (the await below
+              // throws); the body was never anyone's to read.
+              if (!handedOver) {
+                body.destroy()
+                return
+              }
               if (error instanceof ExportAborted)
                 request.log.info({ resource, format }, `export stopped: ${error.message}`)
               else request.log.error({ err: error }, 'export failed while streaming')
+              // Fastify answers a problem if no byte has left yet, else cuts the response short.
               body.destroy(error)
             },
           )

@@ -8,9 +8,9 @@ import type { FastifyReply } from 'fastify'
 import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
 import { exportFileName, exportMediaTypes } from '../../app/exports/resources.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
-import { acquireIdempotencyKey } from '../../app/jobs/idempotency.ts'
+import { acquireIdempotencyKey, keyLostProblem } from '../../app/jobs/idempotency.ts'
 import { type ExportJobRow, findExportJob, insertExportJob, listExportJobs } from '../../db/exports.ts'
-import { claimIdempotencyKey, releaseIdempotencyKey } from '../../db/idempotency.ts'
+import { claimIdempotencyKey, IdempotencyKeyLost, releaseIdempotencyKey } from '../../db/idempotency.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
 import { CommentExportFiltersSchema } from '../../schemas/comments.ts'
@@ -98,7 +98,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!key) return accepted(reply, await insertExportJob(app.db, { ...job, idempotency_key: null }), false)
 
       const fingerprint = createHash('sha256').update(JSON.stringify(job)).digest('hex')
-      const claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
+      let claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
       if (!claim.owned) {
         // Another request holds (or held) the key: replay its job, or refuse.
         const acquired = await acquireIdempotencyKey(
@@ -114,17 +114,16 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           claim,
         )
         if ('replay' in acquired) return accepted(reply, await jobOr404(acquired.replay), true)
+        claim = acquired
       }
+      const held = { scope: IDEMPOTENCY_SCOPE, key, token: claim.token }
       try {
-        const created = await insertExportJob(
-          app.db,
-          { ...job, idempotency_key: key },
-          { scope: IDEMPOTENCY_SCOPE, key, fingerprint },
-        )
+        const created = await insertExportJob(app.db, { ...job, idempotency_key: key }, { ...held, fingerprint })
         request.log.info({ job_id: created.id, resource: created.resource }, 'export job created')
         return accepted(reply, created, false)
       } catch (error) {
-        await releaseIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key).catch(() => {})
+        await releaseIdempotencyKey(app.sql, held).catch(() => {})
+        if (error instanceof IdempotencyKeyLost) throw keyLostProblem()
         throw error
       }
     },
@@ -191,7 +190,9 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
             content: {
               'text/csv': { schema: { type: 'string' } },
               'application/x-ndjson': { schema: { type: 'string' } },
-              'application/json': { schema: { type: 'string' } },
+              'application/json': {
+                schema: { type: 'array', items: { type: 'object' }, description: 'One element per row.' },
+              },
               'application/gzip': { schema: { type: 'string', format: 'binary' } },
             },
           },

@@ -187,7 +187,7 @@ t.test('bad queries get 400 problems naming the failing parameter', async (t) =>
     ['/api/v1/exports/users/stream?active=maybe', 'querystring.active must be boolean.'],
     [
       '/api/v1/exports/users/stream?created_after=yesterday',
-      'querystring.created_after must match format "date-time".',
+      'querystring.created_after must match format "date-time-with-zone".',
     ],
     ['/api/v1/exports/users/stream?format=xml', 'querystring.format must be one of csv, ndjson, json.'],
     ['/api/v1/exports/users/stream?status=draft', 'querystring.status is not a known field.'],

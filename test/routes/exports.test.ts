@@ -250,7 +250,7 @@ t.test('bad export requests get 400 problems naming every failing field', async 
     [{ resource: 'users', format: 'csv', filters: { status: 'draft' } }, 'body.filters.status is not a known field.'],
     [
       { resource: 'articles', format: 'csv', filters: { published_after: 'soon' } },
-      'body.filters.published_after must match format "date-time".',
+      'body.filters.published_after must match format "date-time-with-zone".',
     ],
     [{ resource: 'comments', format: 'csv', compression: 'zip' }, 'body.compression must be one of none, gzip.'],
     [{ resource: 'users', format: 'csv', limit: 5 }, 'body.limit is not a known field.'],

@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
@@ -71,4 +71,29 @@ t.test('a shutdown hands a running export back to the queue and leaves no partia
   const second = await buildTestApp(t, { databaseUrl })
   t.match(await jobRow(second, id), { status: 'queued', lease_owner: null }, 'back in the queue')
   t.same(await readdir(exportDir), [], 'no partial file left')
+})
+
+t.test('an export whose file cannot be written fails with a problem, instead of going round again', async (t) => {
+  const app = await buildTestApp(t, { environment: { JOB_POLL_INTERVAL_MS: '100' } })
+  await seedUsers(app, 200)
+  // The export directory goes away under the service: every file it opens there fails.
+  await rm(app.storage.exportDir, { recursive: true, force: true })
+  const created = await app.inject({
+    method: 'POST',
+    url: '/api/v1/exports',
+    payload: { resource: 'users', format: 'csv' },
+  })
+  const { id } = created.json<ExportJob>()
+  app.jobs.start()
+  let job = created.json<ExportJob>()
+  for (let tries = 0; !job.done && tries < 200; tries++) {
+    await sleep(50)
+    job = (await app.inject({ url: `/api/v1/exports/${id}` })).json<ExportJob>()
+  }
+  t.equal(job.status, 'failed')
+  t.match(job.error, {
+    code: 'internal_error',
+    detail: 'The export file could not be written (ENOENT); the log has the details.',
+  })
+  t.equal((await jobRow(app, id))?.attempts, 1, 'it ran once')
 })

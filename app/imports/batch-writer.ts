@@ -2,11 +2,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import type postgres from 'postgres'
 import type { Sql } from '../../db/connection.ts'
 import { isDataError, isTransientConflict } from '../../db/errors.ts'
-import { commitBatch, type ImportJobRow } from '../../db/imports.ts'
+import { commitBatch, type ImportJobRow, type JobWaiting } from '../../db/imports.ts'
 import { type AppliedRange, applyRange, type UpsertError } from '../../db/upsert.ts'
 import type { BatchResult } from '../workers/import-batch.ts'
 import type { RecordBatch } from './record-splitter.ts'
 import type { ImportResource } from './resources.ts'
+import type { UnknownFieldList } from './unknown-fields.ts'
 
 // Writes an import's batches in file order, each in one transaction with the job's counters,
 // checkpoint and error rows.
@@ -20,15 +21,41 @@ import type { ImportResource } from './resources.ts'
 //
 // A dry run writes on one connection, in one transaction rolled back at the end, so that later
 // batches see the earlier ones; its counters and errors are committed outside that transaction.
+//
+// A batch whose rows another transaction keeps locked (another import's batch, a dry run that
+// holds its locks to its end, a client of the database) waits for them: after a few quick tries
+// it shows the job as waiting and tries again every WAITING_LOCK_TIMEOUT_MS, so that a cancel or
+// a shutdown still takes effect within that time. The lock timeouts cover the upsert statements
+// only: the job's own row, which the heartbeat and cancel requests lock for an instant, is
+// written without one.
 
 /**
  * How long a lane's statement waits for a lock before the conflict is resolved by hand. Short:
  * a batch that waits for its neighbour's rows overlaps with it, and runs again anyway.
  */
 const LOCK_TIMEOUT_MS = 100
+/** Tries with LOCK_TIMEOUT_MS before a batch counts as waiting for another transaction. */
+const QUICK_TRIES = 10
+/** The lock timeout of a waiting batch's tries: how soon it notices a cancel or a shutdown. */
+const WAITING_LOCK_TIMEOUT_MS = 1000
 const LANES = 2
 
 export class LeaseLost extends Error {}
+
+/** Another import of the resource holds its write lock (imports of one resource write one at a time). */
+export class ResourceBusy extends Error {
+  constructor(resource: string) {
+    super(`another import of ${resource} is writing`)
+    this.name = 'ResourceBusy'
+  }
+}
+
+const rowLocksWaiting = (): JobWaiting => ({
+  reason: 'row_locks',
+  detail:
+    'Waiting for rows that another transaction keeps locked (another import, a dry run, or a client of the database); the job goes on once they are released.',
+  since: new Date().toISOString(),
+})
 
 export interface WriterContext {
   job: ImportJobRow
@@ -39,17 +66,29 @@ export interface WriterContext {
   leaseSeconds: number
   maxErrorsPerJob: number
   log: FastifyBaseLogger
+  /** Aborted at shutdown: the batch in hand is finished, unless it waits for another transaction. */
   signal: AbortSignal
+  /** Aborted when the job's cancel is seen: nothing is committed after it. */
+  cancel: AbortSignal
   counters: { processed: number; inserted: number; updated: number; failed: number; errorsStored: number }
   onCommitted(resource: string, counts: { inserted: number; updated: number; failed: number; seconds: number }): void
+  /** Shows (or, with null, clears) why the job does not advance. */
+  showWaiting(waiting: JobWaiting | null): Promise<void>
 }
 
 export type WriterState = 'go' | 'cancelled' | 'released'
 
 export interface BatchWriter {
+  /** Takes the connections and the resource's write lock. @throws ResourceBusy when another import holds it */
   begin(): Promise<void>
   /** Queues a batch (in file order); resolves once the next one may come. */
-  submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState>
+  submit(
+    batch: RecordBatch,
+    result: BatchResult,
+    bytesRead: number,
+    warnings: string[],
+    unknownFields: UnknownFieldList,
+  ): Promise<WriterState>
   /** Waits until every queued batch is committed (or the job stopped). */
   finish(): Promise<WriterState>
   /** Rolls back whatever is open and gives the connections back. */
@@ -163,7 +202,14 @@ async function recordBatch(
   applied: AppliedRange,
   bytesRead: number,
   warnings: string[],
-): Promise<{ state: WriterState; counts: { inserted: number; updated: number; failed: number }; kept: number }> {
+  unknownFields: UnknownFieldList,
+): Promise<{
+  state: WriterState
+  counts: { inserted: number; updated: number; failed: number }
+  kept: number
+  /** False when the batch must be rolled back (a cancel was asked first). */
+  committed: boolean
+}> {
   const { rows, failed } = errorRows(batch, result, applied)
   const room = Math.max(0, context.maxErrorsPerJob - context.counters.errorsStored)
   const kept = rows.length > room ? rows.slice(0, room) : rows
@@ -173,24 +219,24 @@ async function recordBatch(
   }
   const last = batch.spans[batch.spans.length - 1] as RecordBatch['spans'][number]
   const counts = { inserted: applied.inserted, updated: applied.updated, failed }
-  const committed = await commitBatch(sql, {
+  const recorded = await commitBatch(sql, {
     jobId: context.job.id,
     owner: context.owner,
     leaseSeconds: context.leaseSeconds,
     processed: batch.spans.length,
     ...counts,
     errorsJson: JSON.stringify(kept),
+    errorCount: kept.length,
     bytesRead,
     checkpointRecord: last.record,
     checkpointLine: batch.endLine,
     checkpointOffset: batch.endOffset,
     warnings,
+    unknownFields,
   })
-  if (!committed) throw new LeaseLost()
-  let state: WriterState = 'go'
-  if (committed.cancelRequested) state = 'cancelled'
-  else if (context.signal.aborted) state = 'released'
-  return { state, counts, kept: kept.length }
+  if (recorded === 'lost') throw new LeaseLost()
+  if (recorded === 'cancelled') return { state: 'cancelled', counts, kept: 0, committed: false }
+  return { state: context.signal.aborted ? 'released' : 'go', counts, kept: kept.length, committed: true }
 }
 
 function account(
@@ -214,6 +260,42 @@ interface Completion {
   state: WriterState
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Runs `attempt` (a batch's statements) until it gets its locks: a lock conflict rolls back
+ * (`onConflict`) and tries again, after QUICK_TRIES with the job shown as waiting and with
+ * WAITING_LOCK_TIMEOUT_MS per try. Between tries it stops, returning undefined, on a cancel, and
+ * on a shutdown once waiting (a shutdown never waits for another process's transaction).
+ */
+async function withLockWaits<T>(
+  context: WriterContext,
+  attempt: (lockTimeoutMs: number) => Promise<T>,
+  onConflict: () => void | Promise<void>,
+): Promise<T | undefined> {
+  let waiting = false
+  for (let tries = 1; ; tries++) {
+    if (context.cancel.aborted || (waiting && context.signal.aborted)) return undefined
+    try {
+      return await attempt(waiting ? WAITING_LOCK_TIMEOUT_MS : LOCK_TIMEOUT_MS)
+    } catch (error) {
+      if (!isLockConflict(error)) throw error
+      await onConflict()
+      if (!waiting && tries >= QUICK_TRIES) {
+        waiting = true
+        await context.showWaiting(rowLocksWaiting())
+        context.log.info('a batch waits for rows another transaction keeps locked')
+      }
+      if (!waiting) await sleep(10 * tries)
+    }
+  }
+}
+
+/** The state a batch stops in when withLockWaits gave up: cancelled, else handed back. */
+function stoppedState(context: WriterContext): Exclude<WriterState, 'go'> {
+  return context.cancel.aborted ? 'cancelled' : 'released'
+}
+
 /** One batch on its lane: statements, wait for the previous batch, check, commit. */
 class LaneTask {
   successor: LaneTask | undefined
@@ -225,13 +307,22 @@ class LaneTask {
   private readonly result: BatchResult
   private readonly bytesRead: number
   private readonly warnings: string[]
+  private readonly unknownFields: UnknownFieldList
 
-  constructor(context: WriterContext, batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]) {
+  constructor(
+    context: WriterContext,
+    batch: RecordBatch,
+    result: BatchResult,
+    bytesRead: number,
+    warnings: string[],
+    unknownFields: UnknownFieldList,
+  ) {
     this.context = context
     this.batch = batch
     this.result = result
     this.bytesRead = bytesRead
     this.warnings = warnings
+    this.unknownFields = unknownFields
   }
 
   /** The previous batch waits for a lock this one holds: give it up. */
@@ -243,8 +334,8 @@ class LaneTask {
     const started = performance.now()
     const { context, batch, result } = this
     let open = false
-    const begin = async () => {
-      await lane.unsafe(`begin; set local lock_timeout = ${LOCK_TIMEOUT_MS}`)
+    const begin = async (lockTimeoutMs = LOCK_TIMEOUT_MS) => {
+      await lane.unsafe(`begin; set local lock_timeout = ${lockTimeoutMs}`)
       open = true
     }
     const rollback = async () => {
@@ -291,8 +382,13 @@ class LaneTask {
       if (!applied || reran) {
         await rollback()
         applied = await this.runAgain(lane, isDataError(failure), begin, rollback)
+        if (!applied) return { touched: new Set(), state: stoppedState(context) }
       }
       const done: AppliedRange = applied
+      // The job's own row is locked for an instant by the heartbeat and by cancel requests: its
+      // update waits for them (no lock timeout). Sent now (postgres.js queries are lazy), the
+      // reset is pipelined with the update on the lane: no extra round trip.
+      const untimed = lane.unsafe('set local lock_timeout = 0').execute()
       const recorded = await recordBatch(
         context,
         lane as unknown as Sql,
@@ -301,7 +397,13 @@ class LaneTask {
         done,
         this.bytesRead,
         this.warnings,
+        this.unknownFields,
       )
+      await untimed
+      if (!recorded.committed) {
+        await rollback()
+        return { touched: new Set(), state: recorded.state }
+      }
       await lane.unsafe('commit')
       open = false
       const seconds = (performance.now() - started) / 1000
@@ -314,23 +416,34 @@ class LaneTask {
     }
   }
 
-  /** Runs the batch again once the previous one committed; waits out lock conflicts with the next. */
-  private async runAgain(lane: Reserved, isolate: boolean, begin: () => Promise<void>, rollback: () => Promise<void>) {
-    for (let attempt = 1; ; attempt++) {
-      await begin()
-      try {
-        return await applyBatch(lane, this.context.resource, this.batch, this.result, isolate)
-      } catch (error) {
-        await rollback()
-        if (isDataError(error) && !isolate) {
-          isolate = true
-          continue
+  /**
+   * Runs the batch again once the previous one committed; waits out lock conflicts (asking the
+   * next batch to yield each time). Undefined when it stopped waiting (see withLockWaits).
+   */
+  private async runAgain(
+    lane: Reserved,
+    isolate: boolean,
+    begin: (lockTimeoutMs: number) => Promise<void>,
+    rollback: () => Promise<void>,
+  ): Promise<AppliedRange | undefined> {
+    let isolated = isolate
+    return withLockWaits(
+      this.context,
+      async (lockTimeoutMs) => {
+        for (;;) {
+          await begin(lockTimeoutMs)
+          try {
+            return await applyBatch(lane, this.context.resource, this.batch, this.result, isolated)
+          } catch (error) {
+            await rollback()
+            // A record the database refuses: run again, isolating the refused records.
+            if (!isDataError(error) || isolated) throw error
+            isolated = true
+          }
         }
-        if (!isLockConflict(error) || attempt >= 20) throw error
-        this.successor?.requestYield()
-        await new Promise((resolve) => setTimeout(resolve, 10 * attempt))
-      }
-    }
+      },
+      () => this.successor?.requestYield(),
+    )
   }
 }
 
@@ -338,6 +451,14 @@ function overlaps(a: Set<number>, b: Set<number>): boolean {
   const [small, large] = a.size < b.size ? [a, b] : [b, a]
   for (const key of small) if (large.has(key)) return true
   return false
+}
+
+/** Takes the resource's write lock on `sql` without waiting: false when another import has it. */
+async function tryResourceLock(sql: Reserved, resource: ImportResource, scope: 'session' | 'transaction') {
+  const [row] = await (scope === 'session'
+    ? sql<{ locked: boolean }[]>`select pg_try_advisory_lock(hashtextextended(${lockKey(resource)}, 0)) as locked`
+    : sql<{ locked: boolean }[]>`select pg_try_advisory_xact_lock(hashtextextended(${lockKey(resource)}, 0)) as locked`)
+  return row?.locked === true
 }
 
 /** The writer of normal imports: two lanes, commits in file order. */
@@ -350,6 +471,9 @@ export class LaneWriter implements BatchWriter {
   private last: LaneTask | undefined
   private lastCarried: Set<number> | undefined
   private state: WriterState = 'go'
+  private locked = false
+  /** The first batch that failed (its connection went away, say): nothing after it may go on. */
+  private failure: { error: unknown } | undefined
 
   constructor(context: WriterContext) {
     this.context = context
@@ -358,24 +482,40 @@ export class LaneWriter implements BatchWriter {
   async begin(): Promise<void> {
     for (let lane = 0; lane < LANES; lane++) this.lanes.push((await this.context.sql.reserve()) as unknown as Reserved)
     this.free = [...this.lanes]
-    // One import of a resource writes at a time: a session lock, held by the first lane.
-    await (this.lanes[0] as Reserved)`select pg_advisory_lock(hashtextextended(${lockKey(this.context.resource)}, 0))`
+    // One import of a resource writes at a time: a session lock, held by the first lane. A job
+    // that cannot have it goes back to the queue rather than hold its slot and lanes waiting.
+    this.locked = await tryResourceLock(this.lanes[0] as Reserved, this.context.resource, 'session')
+    if (!this.locked) throw new ResourceBusy(this.context.resource.name)
   }
 
-  async submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState> {
-    while (this.free.length === 0 && this.state === 'go') await Promise.race(this.inFlight)
+  async submit(
+    batch: RecordBatch,
+    result: BatchResult,
+    bytesRead: number,
+    warnings: string[],
+    unknownFields: UnknownFieldList,
+  ): Promise<WriterState> {
+    while (this.free.length === 0 && this.state === 'go' && !this.failure) await Promise.race(this.inFlight)
+    if (this.failure) throw this.failure.error
     if (this.state !== 'go') return this.state
     const lane = this.free.pop() as Reserved
-    const task = new LaneTask(this.context, batch, result, bytesRead, [...warnings])
+    const task = new LaneTask(this.context, batch, result, bytesRead, [...warnings], unknownFields)
     const carried = new Set(result.carried)
     task.afterPrevious = this.lastCarried !== undefined && overlaps(carried, this.lastCarried)
     this.lastCarried = carried
     if (this.last) this.last.successor = task
     this.last = task
-    const completion = task.run(lane, this.tail).then((done) => {
-      if (done.state !== 'go' && this.state === 'go') this.state = done.state
-      return done
-    })
+    const completion = task.run(lane, this.tail).then(
+      (done) => {
+        if (done.state !== 'go' && this.state === 'go') this.state = done.state
+        return done
+      },
+      (error) => {
+        // Kept, so that a failure is never lost with a batch that left the in-flight set.
+        this.failure ??= { error }
+        throw error
+      },
+    )
     const settled = completion.finally(() => {
       this.free.push(lane)
       this.inFlight.delete(completion)
@@ -387,14 +527,15 @@ export class LaneWriter implements BatchWriter {
   }
 
   async finish(): Promise<WriterState> {
-    await Promise.all([...this.inFlight])
+    await Promise.allSettled([...this.inFlight])
+    if (this.failure) throw this.failure.error
     return this.state
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.inFlight])
     const first = this.lanes[0]
-    if (first)
+    if (first && this.locked)
       await first`select pg_advisory_unlock(hashtextextended(${lockKey(this.context.resource)}, 0))`.catch(() => {})
     for (const lane of this.lanes) lane.release()
     this.lanes = []
@@ -417,15 +558,47 @@ export class DryRunWriter implements BatchWriter {
   async begin(): Promise<void> {
     this.lane = (await this.context.sql.reserve()) as unknown as Reserved
     await this.lane.unsafe('begin')
-    await this.lane`select pg_advisory_xact_lock(hashtextextended(${lockKey(this.context.resource)}, 0))`
+    if (!(await tryResourceLock(this.lane, this.context.resource, 'transaction')))
+      throw new ResourceBusy(this.context.resource.name)
   }
 
-  async submit(batch: RecordBatch, result: BatchResult, bytesRead: number, warnings: string[]): Promise<WriterState> {
+  async submit(
+    batch: RecordBatch,
+    result: BatchResult,
+    bytesRead: number,
+    warnings: string[],
+    unknownFields: UnknownFieldList,
+  ): Promise<WriterState> {
     if (this.state !== 'go') return this.state
+    const lane = this.lane as Reserved
     const started = performance.now()
-    const applied = await applyBatch(this.lane as Reserved, this.context.resource, batch, result, true)
-    const recorded = await recordBatch(this.context, this.context.sql, batch, result, applied, bytesRead, warnings)
-    account(this.context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
+    // Each try in a savepoint: a lock timeout then undoes the batch alone, not the dry run.
+    const applied = await withLockWaits(
+      this.context,
+      async (lockTimeoutMs) => {
+        await lane.unsafe(`savepoint dry_run_batch; set local lock_timeout = ${lockTimeoutMs}`)
+        const done = await applyBatch(lane, this.context.resource, batch, result, true)
+        await lane.unsafe('release savepoint dry_run_batch')
+        return done
+      },
+      () => lane.unsafe('rollback to savepoint dry_run_batch').then(() => {}),
+    )
+    if (!applied) {
+      this.state = stoppedState(this.context)
+      return this.state
+    }
+    const recorded = await recordBatch(
+      this.context,
+      this.context.sql,
+      batch,
+      result,
+      applied,
+      bytesRead,
+      warnings,
+      unknownFields,
+    )
+    if (recorded.committed)
+      account(this.context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
     this.state = recorded.state
     return this.state
   }

@@ -125,6 +125,7 @@ function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
 
 /**
  * Downloads `url` to `directory/<name>`, following redirects by hand (each hop checked again).
+ * `stop` (a cancel, a shutdown) aborts it: the partial file is removed and its reason thrown.
  * @throws SourceRejected with a message for the job's error when anything goes wrong
  */
 export async function downloadSource(
@@ -132,10 +133,12 @@ export async function downloadSource(
   directory: string,
   name: string,
   limits: DownloadLimits,
+  stop?: AbortSignal,
 ): Promise<{ path: string; sizeBytes: number; sha256: string; contentType: string | null }> {
   const target = path.join(directory, name)
   const agent = guardedAgent(limits.allowPrivate)
-  const signal = AbortSignal.timeout(limits.timeoutMs)
+  const timeout = AbortSignal.timeout(limits.timeoutMs)
+  const signal = stop ? AbortSignal.any([timeout, stop]) : timeout
   try {
     let current = await checkImportUrl(url, limits.allowPrivate)
     for (let hop = 0; ; hop++) {
@@ -179,8 +182,9 @@ export async function downloadSource(
     }
   } catch (error) {
     await rm(target, { force: true })
+    if (stop?.aborted) throw stop.reason
     if (error instanceof SourceRejected) throw error
-    if (signal.aborted)
+    if (timeout.aborted)
       throw new SourceRejected(`the download took longer than IMPORT_URL_TIMEOUT_MS (${limits.timeoutMs} ms)`)
     const cause = error as { code?: string; message?: string; cause?: { code?: string; message?: string } }
     const code = cause.cause?.code ?? cause.code

@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { FastifyRequest } from 'fastify'
+import { FORM_LIMITS } from '../../plugins/multipart.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { importFormats } from '../../schemas/imports.ts'
 import { resourceNames } from '../../schemas/jobs.ts'
@@ -23,19 +24,71 @@ export interface ReceivedUpload {
   fields: Record<string, string>
 }
 
+/** What a form that breaks FORM_LIMITS should have been. */
+const FORM_RULE = 'send resource, format and dry_run, and one file part named "file"'
+
+/**
+ * The multipart parser's refusals of a form's shape, by its error code. The plugin answers them
+ * 413 (or 406 for a JSON field that does not parse), but only a file over UPLOAD_MAX_BYTES is
+ * too large: a form with too many parts is a malformed request, a 400 that says what to send.
+ */
+const formShapeErrors: Record<string, () => ProblemError> = {
+  FST_FILES_LIMIT: () =>
+    new ProblemError(
+      'bad_request',
+      'The form has more than one file part: send exactly one file, as the part named "file".',
+    ),
+  FST_FIELDS_LIMIT: () =>
+    new ProblemError('bad_request', `The form has more than ${FORM_LIMITS.fields} fields: ${FORM_RULE}.`),
+  FST_PARTS_LIMIT: () =>
+    new ProblemError('bad_request', `The form has more than ${FORM_LIMITS.parts} parts: ${FORM_RULE}.`),
+  FST_INVALID_JSON_FIELD_ERROR: () =>
+    new ProblemError(
+      'bad_request',
+      'A form field declared as application/json is not valid JSON; send the fields as plain text.',
+    ),
+  FST_PROTO_VIOLATION: () =>
+    new ProblemError(
+      'bad_request',
+      `A form part is named after a built-in object property (such as __proto__ or constructor); ${FORM_RULE}.`,
+    ),
+  FST_REQ_FILE_TOO_LARGE: () => new ProblemError('payload_too_large', 'The file is larger than UPLOAD_MAX_BYTES.'),
+}
+
+function fieldProblem(name: string, reason: string): ProblemError {
+  return new ProblemError('validation_failed', `body.${name} ${reason}.`, {
+    errors: [{ in: 'body', name, pointer: `/${name}`, reason }],
+  })
+}
+
+/**
+ * A form field's text. A part sent as application/json arrives parsed: a JSON string, boolean or
+ * number stands for its text (`true` for dry_run), so it is neither dropped nor misread.
+ */
+function fieldText(name: string, value: unknown, valueTruncated: boolean): string {
+  // busboy cuts a value at fieldSize without an error: refused, since a cut value can still
+  // read as a valid one (trailing blanks trimmed away).
+  if (valueTruncated) throw fieldProblem(name, `must NOT be longer than ${FORM_LIMITS.fieldSize} bytes`)
+  if (typeof value === 'string') return value
+  if (typeof value === 'boolean' || typeof value === 'number') return String(value)
+  throw fieldProblem(name, 'must be text')
+}
+
 /**
  * Streams the multipart body's `file` part to IMPORT_DIR and collects the other fields.
- * @throws ProblemError (400) when there is no file part or an unexpected one; the multipart
- *   plugin's 413 errors pass through. The partial file is removed on any failure.
+ * @throws ProblemError: 400 when the form's shape is wrong (no file part, another file part,
+ *   too many parts, a field given twice or longer than FORM_LIMITS.fieldSize); 413 when the file
+ *   is larger than UPLOAD_MAX_BYTES. The partial file is removed on any failure.
  */
 export async function receiveUpload(request: FastifyRequest, importDir: string): Promise<ReceivedUpload> {
-  const fields: Record<string, string> = {}
+  const fields = new Map<string, string>()
   let upload: Omit<ReceivedUpload, 'fields'> | undefined
   const target = path.join(importDir, `${randomUUID()}.upload`)
   try {
     for await (const part of request.parts()) {
       if (part.type === 'field') {
-        if (typeof part.value === 'string') fields[part.fieldname] = part.value
+        if (fields.has(part.fieldname)) throw fieldProblem(part.fieldname, 'is given more than once')
+        fields.set(part.fieldname, fieldText(part.fieldname, part.value, part.valueTruncated))
         continue
       }
       if (part.fieldname !== 'file' || upload) {
@@ -60,11 +113,14 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
     }
   } catch (error) {
     await rm(target, { force: true })
+    if (error instanceof ProblemError) throw error
+    const { code, statusCode, syscall } = error as { code?: string; statusCode?: number; syscall?: string }
+    const shapeError = code === undefined ? undefined : formShapeErrors[code]
+    if (shapeError) throw shapeError()
     // The body's own defects (truncated, no boundary, malformed part) come from the multipart
     // parser with neither a status nor a system call: they are the client's, a 400. Errors of
     // the file system (a full disk) stay 5xx.
-    const { statusCode, syscall } = error as { statusCode?: number; syscall?: string }
-    if (error instanceof ProblemError || statusCode !== undefined || syscall !== undefined) throw error
+    if (statusCode !== undefined || syscall !== undefined) throw error
     throw new ProblemError(
       'bad_request',
       `The multipart body cannot be read (${(error as Error).message}); send it whole, with its boundary.`,
@@ -75,7 +131,7 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
       errors: [{ in: 'body', name: 'file', pointer: '/file', reason: 'is required' }],
     })
   }
-  return { ...upload, fields }
+  return { ...upload, fields: Object.fromEntries(fields) }
 }
 
 export interface ImportOptions {

@@ -1,8 +1,9 @@
-import type { ImportErrorRow, ImportJobRow } from '../../db/imports.ts'
+import type { ImportErrorRow, ImportJobWithBlocker } from '../../db/imports.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
+import { unknownFieldsWarning } from './unknown-fields.ts'
 
 /** The API's view of an import job (SPEC §4 field names), with its first errors. */
-export function importJobView(row: ImportJobRow, errors: ImportErrorRow[], now = new Date()): ImportJob {
+export function importJobView(row: ImportJobWithBlocker, errors: ImportErrorRow[], now = new Date()): ImportJob {
   const processed = Number(row.processed)
   const bytesRead = Number(row.bytes_read)
   const bytesTotal = row.bytes_total === null ? null : Number(row.bytes_total)
@@ -45,13 +46,28 @@ export function importJobView(row: ImportJobRow, errors: ImportErrorRow[], now =
         row.status === 'running' && bytesTotal && byteRate > 0
           ? Math.round(Math.max(0, bytesTotal - bytesRead) / byteRate)
           : null,
+      waiting: waitingView(row),
     },
-    warnings: row.warnings,
+    warnings: [unknownFieldsWarning(row.unknown_fields, row.unknown_fields_more) ?? [], row.warnings].flat(),
     errors: errors.map(recordErrorView),
     errors_url: `/api/v1/imports/${row.id}/errors`,
     failed_records_url: `/api/v1/imports/${row.id}/failed-records`,
     error: row.error,
   }
+}
+
+/** Why the job does not advance: a lock wait it recorded, or the running import it queues behind. */
+function waitingView(row: ImportJobWithBlocker): ImportJob['progress']['waiting'] {
+  if (row.status === 'running' && row.waiting) return { ...row.waiting }
+  if (row.status === 'queued' && row.blocked_by) {
+    return {
+      reason: 'resource_busy',
+      detail: `Waiting for import ${row.blocked_by} of ${row.resource} to finish: imports of one resource write one at a time.`,
+      since: null,
+      blocked_by: row.blocked_by,
+    }
+  }
+  return null
 }
 
 /** One per-record error as the API shows it: optional fields left out when empty. */

@@ -2,6 +2,10 @@
 // each record starts and ends (and on which physical line), and hands whole records, as raw
 // bytes, to the worker threads that parse and validate them. Scanning is a few native indexOf
 // calls per record; no record is ever decoded here.
+//
+// Where a record ends follows the same rule as the parser that later reads it (docs/api.md,
+// "Records and errors"; parseCsvRecord in app/workers/import-batch.ts for CSV): a malformed
+// record is that record's parse_error, never a reason to move the boundaries of the others.
 
 export type ImportFormat = 'csv' | 'ndjson' | 'json'
 
@@ -71,6 +75,16 @@ const OPEN_BRACKET = 0x5b
 const CLOSE_BRACKET = 0x5d
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
+const BOM = Buffer.from([0xef, 0xbb, 0xbf])
+
+// Where the CSV scan is (RFC 4180's grammar, with quotes inside unquoted fields ordinary):
+// at the start of a field, inside an unquoted field, inside a quoted field, or just after a
+// quote inside a quoted field (the first half of `""`, or the closing quote: the next byte tells).
+const FIELD_START = 0
+const UNQUOTED = 1
+const QUOTED = 2
+const QUOTE_IN_QUOTED = 3
+type CsvState = typeof FIELD_START | typeof UNQUOTED | typeof QUOTED | typeof QUOTE_IN_QUOTED
 
 function isWhitespace(byte: number): boolean {
   return byte === 0x20 || byte === NEWLINE || byte === CARRIAGE_RETURN || byte === 0x09
@@ -88,7 +102,8 @@ function countNewlines(buffer: Buffer, from: number, to: number): number {
 
 /**
  * Push-based splitter: `push(bytes)` and `end()` return the batches completed so far. Offsets
- * and lines are absolute in the source (a UTF-8 BOM counts as bytes, not as content).
+ * and lines are absolute in the source (a UTF-8 BOM counts as bytes, not as content). The pieces
+ * pushed may have any sizes: the records are the same whatever they are.
  */
 export class RecordSplitter {
   readonly format: ImportFormat
@@ -100,8 +115,12 @@ export class RecordSplitter {
   readonly warnings: string[] = []
 
   private readonly options: Required<SplitterOptions>
-  /** Absolute offset of the next byte to be pushed. */
+  /** Absolute offset of the next byte to be scanned. */
   private position = 0
+  /** The first bytes, held back while they may still be the start of a BOM. */
+  private head: Buffer | undefined = Buffer.alloc(0)
+  /** The last byte scanned (a CR before a LF at the start of a piece belongs to the line end). */
+  private lastByte = -1
   /** Current physical line (1-based) at the scan position. */
   private line = 1
   private recordCount = 0
@@ -113,16 +132,21 @@ export class RecordSplitter {
   private pieces: Buffer[] = []
   private pieceBytes = 0
   private tooLarge = false
+  /** NDJSON: the line has a byte other than whitespace (a blank line is no record). */
+  private hasContent = false
 
-  // CSV: inside a quoted field; the byte before the scan position (field starts follow , or \n).
-  private inQuotes = false
-  private previousByte = NEWLINE
+  private csvState: CsvState = FIELD_START
   // JSON: where in the top-level array we are, nesting depth and string state of the element.
-  private jsonState: 'start' | 'before' | 'element' | 'after' | 'end' | 'ignored' = 'start'
+  // 'closing' follows a `]` at depth 0: it ends the array unless a `,` comes next (then it was a
+  // stray token), so the element before it is held until the next non-blank byte decides.
+  private jsonState: 'start' | 'before' | 'element' | 'closing' | 'end' | 'ignored' = 'start'
   private depth = 0
   private inString = false
   private escaped = false
   private elementEnd = -1
+  private closeOffset = -1
+  private closeLine = 0
+  private closesElement = false
 
   // The batch being filled.
   private spans: RecordSpan[] = []
@@ -142,33 +166,50 @@ export class RecordSplitter {
   }
 
   push(buffer: Buffer): RecordBatch[] {
-    let from = 0
-    if (this.position === 0 && buffer.length >= 3 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) {
-      from = 3 // a UTF-8 BOM is tolerated and not part of the first record
+    if (this.head) {
+      // A UTF-8 BOM is tolerated and not part of the first record, even when it arrives split.
+      const head = this.head.length ? Buffer.concat([this.head, buffer]) : buffer
+      if (head.length < BOM.length && BOM.subarray(0, head.length).equals(head)) {
+        this.head = head
+        return []
+      }
+      this.head = undefined
+      this.scan(head, head.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0)
+    } else {
+      this.scan(buffer, 0)
     }
-    if (this.format === 'json') this.scanJson(buffer, from)
-    else this.scanLines(buffer, from)
-    this.position += buffer.length
     return this.takeReady()
   }
 
   end(): RecordBatch[] {
+    if (this.head?.length) this.scan(this.head, 0) // the start of a BOM, and nothing else: content
+    this.head = undefined
     const endOffset = this.position
     if (this.format === 'json') {
       if (this.jsonState === 'element') {
         const unterminated = this.inString || this.depth > 0
-        this.finishRecord(this.elementEnd >= 0 ? this.elementEnd + 1 : endOffset, unterminated)
+        this.finishRecord(this.elementEnd + 1, unterminated)
         this.warnings.push('the JSON array is not closed with "]"')
+      } else if (this.jsonState === 'closing') {
+        this.closeArray()
       } else if (this.jsonState === 'start') {
-        throw new SourceFormatError('a json import must be a top-level JSON array; the source is empty')
-      } else if (this.jsonState !== 'end' && this.jsonState !== 'ignored') {
+        throw new SourceFormatError('a json import must be a top-level JSON array of records; the source is empty')
+      } else if (this.jsonState === 'before') {
         this.warnings.push('the JSON array is not closed with "]"')
       }
-    } else if (this.recordStart >= 0) {
-      this.finishRecord(endOffset, this.format === 'csv' && this.inQuotes)
+    } else if (this.recordStart >= 0 && (this.format === 'csv' || this.hasContent)) {
+      this.finishRecord(endOffset, this.csvState === QUOTED)
     }
     this.flushBatch()
     return this.takeReady()
+  }
+
+  private scan(buffer: Buffer, from: number): void {
+    if (this.format === 'csv') this.scanCsv(buffer, from)
+    else if (this.format === 'ndjson') this.scanNdjson(buffer, from)
+    else this.scanJson(buffer, from)
+    this.position += buffer.length
+    if (buffer.length) this.lastByte = buffer[buffer.length - 1] as number
   }
 
   private takeReady(): RecordBatch[] {
@@ -177,91 +218,134 @@ export class RecordSplitter {
     return ready
   }
 
-  // --- CSV and NDJSON: records end at a newline (for CSV, one outside a quoted field) --------
+  // --- CSV: records end at a LF outside quoted fields ----------------------------------------
 
-  private scanLines(buffer: Buffer, from: number): void {
-    const csv = this.format === 'csv'
+  private scanCsv(buffer: Buffer, from: number): void {
+    const length = buffer.length
     let at = from
-    while (at < buffer.length) {
+    // Always the first quote at or after `at` (-1: none left in this buffer): searched once per
+    // quote rather than once per record, since most records have none.
+    let nextQuote = buffer.indexOf(QUOTE, from)
+    while (at < length) {
       if (this.recordStart < 0) this.beginRecord(this.position + at)
-      if (csv && this.inQuotes) {
-        const quote = buffer.indexOf(QUOTE, at)
-        const stop = quote === -1 ? buffer.length : quote
+      const state = this.csvState
+      if (state === QUOTED) {
+        const quote = nextQuote
+        const stop = quote === -1 ? length : quote + 1
         this.line += countNewlines(buffer, at, stop)
-        this.collect(buffer, at, quote === -1 ? buffer.length : quote + 1)
+        this.collect(buffer, at, stop)
         if (quote === -1) return
-        // `""` inside quotes is an escaped quote: closing, then reopening at once, keeps us inside.
-        this.inQuotes = false
-        this.previousByte = QUOTE
-        at = quote + 1
+        this.csvState = QUOTE_IN_QUOTED
+        nextQuote = buffer.indexOf(QUOTE, stop)
+        at = stop
         continue
       }
+      if (state === QUOTE_IN_QUOTED) {
+        if (buffer[at] === QUOTE) {
+          // `""`: an escaped quote; the field goes on.
+          this.collect(buffer, at, at + 1)
+          this.csvState = QUOTED
+          nextQuote = buffer.indexOf(QUOTE, at + 1)
+          at++
+          continue
+        }
+        // The field was closed. A comma or a line end should follow; other text makes the record
+        // a parse_error (the parser's business), and is read as an unquoted field: no quote in it
+        // can open anything, so the record ends at the next LF all the same.
+        this.csvState = UNQUOTED
+        continue
+      }
+      // At a field start or in an unquoted field: the record ends at the next LF, unless a quote
+      // at the start of a field (after a comma, or where the field starts) comes first. A quote
+      // anywhere else is an ordinary character. Between `at` and the LF there is no state but
+      // these two, so the byte before a quote says whether it starts a field.
       const newline = buffer.indexOf(NEWLINE, at)
-      const quote = csv ? buffer.indexOf(QUOTE, at) : -1
-      if (quote !== -1 && (newline === -1 || quote < newline)) {
-        // A quote opens a quoted field only at the start of a field; elsewhere it is a literal
-        // (the parser decides whether the record is well-formed).
-        // A quote right after a closing quote is the second half of `""`: we are still inside.
-        const before = quote > at ? buffer[quote - 1] : this.previousByte
-        if (before === COMMA || before === NEWLINE || before === QUOTE) this.inQuotes = true
-        this.collect(buffer, at, quote + 1)
-        this.previousByte = QUOTE
-        at = quote + 1
+      const stretchEnd = newline === -1 ? length : newline
+      let opening = -1
+      while (nextQuote !== -1 && nextQuote < stretchEnd) {
+        if (nextQuote === at ? state === FIELD_START : buffer[nextQuote - 1] === COMMA) {
+          opening = nextQuote
+          break
+        }
+        nextQuote = buffer.indexOf(QUOTE, nextQuote + 1)
+      }
+      if (opening !== -1) {
+        this.collect(buffer, at, opening + 1)
+        this.csvState = QUOTED
+        nextQuote = buffer.indexOf(QUOTE, opening + 1)
+        at = opening + 1
         continue
       }
       if (newline === -1) {
-        this.collect(buffer, at, buffer.length)
-        this.previousByte = buffer[buffer.length - 1] ?? this.previousByte
+        this.collect(buffer, at, length)
+        this.csvState = buffer[length - 1] === COMMA ? FIELD_START : UNQUOTED
         return
       }
       this.collect(buffer, at, newline)
-      const end = this.position + newline
-      const crlf = (newline > 0 ? buffer[newline - 1] : this.lastCollectedByte()) === CARRIAGE_RETURN
-      if (!this.lineEndingKnown) {
-        this.lineEnding = crlf ? '\r\n' : '\n'
-        this.lineEndingKnown = true
-      }
-      this.finishLine(crlf ? end - 1 : end)
-      this.line++
-      this.previousByte = NEWLINE
+      this.endLine(buffer, newline)
+      this.csvState = FIELD_START
       at = newline + 1
     }
   }
 
-  private lastCollectedByte(): number | undefined {
-    const last = this.pieces[this.pieces.length - 1]
-    return last?.[last.length - 1]
+  // --- NDJSON: one record per line --------------------------------------------------------------
+
+  private scanNdjson(buffer: Buffer, from: number): void {
+    let at = from
+    while (at < buffer.length) {
+      if (this.recordStart < 0) this.beginRecord(this.position + at)
+      const newline = buffer.indexOf(NEWLINE, at)
+      if (newline === -1) {
+        this.collect(buffer, at, buffer.length)
+        return
+      }
+      this.collect(buffer, at, newline)
+      this.endLine(buffer, newline)
+      at = newline + 1
+    }
+  }
+
+  /** The LF at buffer[newline] ends the current line (a CR just before it is part of the line end). */
+  private endLine(buffer: Buffer, newline: number): void {
+    const end = this.position + newline
+    const crlf = (newline > 0 ? buffer[newline - 1] : this.lastByte) === CARRIAGE_RETURN && end > this.recordStart
+    if (!this.lineEndingKnown) {
+      this.lineEnding = crlf ? '\r\n' : '\n'
+      this.lineEndingKnown = true
+    }
+    this.finishLine(crlf ? end - 1 : end)
+    this.line++
   }
 
   /** A line ended: a record, unless it is blank (skipped: blank lines are not records). */
   private finishLine(end: number): void {
     const length = end - this.recordStart
-    const blank = this.format === 'csv' ? length === 0 : this.isBlank()
-    if (blank && !this.tooLarge) {
+    if (this.format === 'csv' ? length === 0 : !this.hasContent) {
       this.resetRecord()
       return
     }
     this.finishRecord(end, false)
   }
 
-  private isBlank(): boolean {
-    for (const piece of this.pieces) {
-      for (const byte of piece) if (!isWhitespace(byte)) return false
-    }
-    return true
-  }
-
   // --- JSON: elements of one top-level array -------------------------------------------------
 
   private scanJson(buffer: Buffer, from: number): void {
-    for (let at = from; at < buffer.length; at++) {
+    let at = from
+    while (at < buffer.length) {
+      const state = this.jsonState
+      if (state === 'element') {
+        at = this.scanElement(buffer, at)
+        continue
+      }
+      if (state === 'ignored') return
       const byte = buffer[at] as number
-      if (this.jsonState !== 'element' && byte === NEWLINE) this.line++
-      switch (this.jsonState) {
-        case 'ignored':
-          return
+      if (isWhitespace(byte)) {
+        if (byte === NEWLINE) this.line++
+        at++
+        continue
+      }
+      switch (state) {
         case 'start':
-          if (isWhitespace(byte)) continue
           if (byte !== OPEN_BRACKET) {
             throw new SourceFormatError(
               byte === OPEN_BRACE
@@ -270,44 +354,45 @@ export class RecordSplitter {
             )
           }
           this.jsonState = 'before'
+          at++
           continue
         case 'before':
-        case 'after':
-          if (isWhitespace(byte)) continue
           if (byte === CLOSE_BRACKET) {
-            this.jsonState = 'end'
+            // The end of the array (also after a trailing comma), unless a comma follows.
+            this.closing(this.position + at, false)
+            at++
             continue
           }
-          if (byte === COMMA && this.jsonState === 'after') {
-            this.jsonState = 'before'
-            continue
-          }
-          // An element starts (a stray comma starts one too: its parse fails, reported per record).
-          this.jsonState = 'element'
+          // An element starts, whatever its first byte: a stray `,` or `}` starts one too, which
+          // then fails to parse (a record of its own, reported with its line).
           this.beginRecord(this.position + at)
           this.lineEndingKnown = true
           this.depth = 0
           this.inString = false
           this.escaped = false
-          this.elementEnd = -1
-          at = this.scanElement(buffer, at) - 1
+          this.elementEnd = this.recordStart - 1
+          this.jsonState = 'element'
           continue
-        case 'element':
-          at = this.scanElement(buffer, at) - 1
-          continue
-        case 'end':
-          if (!isWhitespace(byte)) {
-            this.warnings.push('data after the end of the JSON array was ignored')
-            this.jsonState = 'ignored'
-            return
+        case 'closing':
+          if (byte === COMMA) {
+            this.strayClose()
+            this.jsonState = 'before'
+            at++
+            continue
           }
+          this.closeArray()
+          this.ignoreRest()
+          return
+        case 'end':
+          this.ignoreRest()
+          return
       }
     }
   }
 
   /**
-   * Scans inside an element from `at`; returns where scanning stopped (the end of the buffer, or
-   * the position of the `,` or `]` that ends the element, which the caller then reads).
+   * Scans inside an element from `from`; returns where scanning stopped: the end of the buffer,
+   * or just after the `,` or `]` at depth 0 that ends the element.
    */
   private scanElement(buffer: Buffer, from: number): number {
     let at = from
@@ -324,19 +409,54 @@ export class RecordSplitter {
       }
       if (this.depth === 0 && (byte === COMMA || byte === CLOSE_BRACKET)) {
         this.collect(buffer, from, at)
-        this.finishRecord(this.elementEnd + 1, false)
-        this.jsonState = 'after'
-        return at
+        if (byte === COMMA) {
+          this.finishRecord(this.elementEnd + 1, false)
+          this.jsonState = 'before'
+        } else {
+          this.closing(this.position + at, true)
+        }
+        return at + 1
       }
       if (byte === QUOTE) this.inString = true
       else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) this.depth++
-      else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) this.depth--
+      // Never below zero: a stray closing bracket stays in the element's text, which then cannot
+      // parse, and the next comma at depth 0 still ends the element.
+      else if ((byte === CLOSE_BRACE || byte === CLOSE_BRACKET) && this.depth > 0) this.depth--
       else if (byte === NEWLINE) this.line++
       if (!isWhitespace(byte)) this.elementEnd = this.position + at
       at++
     }
     this.collect(buffer, from, buffer.length)
     return at
+  }
+
+  /** A `]` at depth 0 (at `offset`), after an element still held or after `[` or `,`. */
+  private closing(offset: number, closesElement: boolean): void {
+    this.closeOffset = offset
+    this.closeLine = this.line
+    this.closesElement = closesElement
+    this.jsonState = 'closing'
+  }
+
+  /** The `]` ended the array: the element it closed is complete. */
+  private closeArray(): void {
+    if (this.closesElement) this.finishRecord(this.elementEnd + 1, false)
+    this.jsonState = 'end'
+  }
+
+  /** The `]` was followed by a comma: a stray token, kept in the element it closed or one of its own. */
+  private strayClose(): void {
+    if (!this.closesElement) {
+      this.beginRecord(this.closeOffset)
+      this.recordLine = this.closeLine
+    }
+    this.collect(CLOSE_BRACKET_BUFFER, 0, 1)
+    this.finishRecord(this.closeOffset + 1, false)
+  }
+
+  private ignoreRest(): void {
+    this.warnings.push('data after the end of the JSON array was ignored')
+    this.jsonState = 'ignored'
   }
 
   // --- Records and batches -------------------------------------------------------------------
@@ -347,6 +467,7 @@ export class RecordSplitter {
     this.pieces = []
     this.pieceBytes = 0
     this.tooLarge = false
+    this.hasContent = false
   }
 
   private resetRecord(): void {
@@ -354,13 +475,26 @@ export class RecordSplitter {
     this.pieces = []
     this.pieceBytes = 0
     this.tooLarge = false
+    this.hasContent = false
   }
 
   /** Keeps buffer[from, to) as part of the current record, unless it has grown too large. */
   private collect(buffer: Buffer, from: number, to: number): void {
-    if (to <= from || this.tooLarge) return
+    if (to <= from) return
+    if (!this.hasContent && this.format === 'ndjson') {
+      for (let at = from; at < to; at++) {
+        if (!isWhitespace(buffer[at] as number)) {
+          this.hasContent = true
+          break
+        }
+      }
+    }
+    if (this.tooLarge) return
     this.pieceBytes += to - from
-    if (this.pieceBytes > this.options.maxRecordBytes) {
+    if (
+      this.pieceBytes > this.options.maxRecordBytes &&
+      this.lengthSoFar(buffer[to - 1] as number) > this.options.maxRecordBytes
+    ) {
       this.tooLarge = true
       this.pieces = []
       return
@@ -368,8 +502,26 @@ export class RecordSplitter {
     this.pieces.push(buffer.subarray(from, to))
   }
 
+  /**
+   * The least length the record can end with, given what has been collected: the bytes collected
+   * may run past its end by a CR (the first half of a CRLF) or, in JSON, by the whitespace after
+   * an element's last token. So that the limit is the same whatever follows, those do not count;
+   * whitespace longer than the limit itself does, to bound the memory held.
+   */
+  private lengthSoFar(lastByte: number): number {
+    if (this.format === 'json') {
+      if (this.pieceBytes > 2 * this.options.maxRecordBytes) return this.pieceBytes
+      return this.elementEnd + 1 - this.recordStart
+    }
+    return lastByte === CARRIAGE_RETURN ? this.pieceBytes - 1 : this.pieceBytes
+  }
+
   private finishRecord(end: number, unterminated: boolean): void {
     const length = Math.max(0, end - this.recordStart)
+    if (length > this.options.maxRecordBytes && !this.tooLarge) {
+      this.tooLarge = true
+      this.pieces = []
+    }
     if (!this.header && this.format === 'csv') {
       const bytes = Buffer.concat(this.pieces).subarray(0, length)
       this.header = { span: { record: 0, line: this.recordLine, offset: this.recordStart, length }, bytes }
@@ -427,3 +579,4 @@ export class RecordSplitter {
 }
 
 const NEWLINE_BUFFER = Buffer.from('\n')
+const CLOSE_BRACKET_BUFFER = Buffer.from(']')

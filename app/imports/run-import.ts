@@ -1,11 +1,28 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type Tinypool from 'tinypool'
 import type { Sql } from '../../db/connection.ts'
-import { finishImportJob, type ImportJobRow, releaseImportJob, renewLease, restartImportJob } from '../../db/imports.ts'
+import {
+  deferImportJob,
+  finishImportJob,
+  type ImportJobRow,
+  importJobControl,
+  type JobWaiting,
+  releaseImportJob,
+  renewLease,
+  restartImportJob,
+  setImportWaiting,
+} from '../../db/imports.ts'
 import { problemBody } from '../../schemas/problem.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
-import { type BatchWriter, DryRunWriter, LaneWriter, LeaseLost, type WriterState } from './batch-writer.ts'
+import {
+  type BatchWriter,
+  DryRunWriter,
+  LaneWriter,
+  LeaseLost,
+  ResourceBusy,
+  type WriterState,
+} from './batch-writer.ts'
 import {
   type ImportFormat,
   type RecordBatch,
@@ -14,7 +31,8 @@ import {
   splitterProblemCodes,
 } from './record-splitter.ts'
 import { type ImportResource, importResources } from './resources.ts'
-import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from './source.ts'
+import { openSource, parseHeader, type SourceCorrupt, SourceRejected, sourceCorruption } from './source.ts'
+import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
 // Runs one claimed import job from its checkpoint to its end, in the import thread
 // (app/jobs/job-thread.ts). It reads and splits the source; the validation threads parse and
@@ -23,11 +41,22 @@ import { openSource, parseHeader, SourceRejected, unknownFieldsWarning } from '.
 // rows, so that a crash at any point leaves a consistent job that resumes after its last
 // committed batch.
 
+/** How often a running job looks for a cancel request (and checks it still owns its lease). */
+const CONTROL_INTERVAL_MS = 1000
+/** A job handed back because another import writes its resource is claimed again after this. */
+const RESOURCE_BUSY_RETRY_MS = 1000
+
 export interface ImportMetrics {
   records(resource: string, outcome: 'inserted' | 'updated' | 'failed', count: number): void
   batchStage(resource: string, stage: 'parse' | 'validate' | 'write', seconds: number): void
   bytesRead(resource: string, bytes: number): void
 }
+
+/** Fetches a URL source into IMPORT_DIR (app/imports/download.ts); `signal` stops it. */
+export type Downloader = (
+  job: ImportJobRow,
+  signal: AbortSignal,
+) => Promise<{ path: string; format: ImportFormat; warnings: string[]; unknownFields: UnknownFieldList }>
 
 export interface ImportRun {
   /** The job's bookkeeping (leases, finishing). */
@@ -45,12 +74,14 @@ export interface ImportRun {
   metrics: ImportMetrics
   /** Aborted at shutdown: the job stops after the batch in hand and goes back to the queue. */
   signal: AbortSignal
-  /** Fetches a URL source into IMPORT_DIR (app/imports/download.ts); returns where, and its format. */
-  download?: (job: ImportJobRow) => Promise<{ path: string; format: ImportFormat; warnings: string[] }>
+  download?: Downloader
 }
 
-/** How a run ended: the job's final status, or `released` (shutdown) / `lost` (lease gone). */
-export type RunOutcome = 'completed' | 'failed' | 'cancelled' | 'released' | 'lost'
+/**
+ * How a run ended: the job's final status, or `released` (shutdown) / `lost` (lease gone) /
+ * `deferred` (another import writes its resource: back in the queue until it is done).
+ */
+export type RunOutcome = 'completed' | 'failed' | 'cancelled' | 'released' | 'lost' | 'deferred'
 
 interface Counters {
   processed: number
@@ -60,26 +91,60 @@ interface Counters {
   errorsStored: number
 }
 
+/**
+ * What a running job learns from its row while it runs: whether a cancel was asked (within
+ * CONTROL_INTERVAL_MS) and whether it still owns its lease, which it renews.
+ */
+class JobControl {
+  /** Aborted once a cancel request is seen. */
+  readonly cancel = new AbortController()
+  leaseLost = false
+  private readonly timer: NodeJS.Timeout
+  private lastRenewal = Date.now()
+  private busy = false
+
+  constructor(job: ImportJobRow, run: ImportRun, log: FastifyBaseLogger) {
+    const renewEveryMs = Math.max(CONTROL_INTERVAL_MS, (run.leaseSeconds * 1000) / 3)
+    this.timer = setInterval(() => {
+      if (this.busy) return
+      this.busy = true
+      const renew = Date.now() - this.lastRenewal >= renewEveryMs
+      const check = renew
+        ? renewLease(run.sql, job.id, run.owner, run.leaseSeconds)
+        : importJobControl(run.sql, job.id, run.owner)
+      check
+        .then(({ owned, cancelRequested }) => {
+          if (renew && owned) this.lastRenewal = Date.now()
+          if (!owned) this.leaseLost = true
+          if (cancelRequested || !owned) this.cancel.abort()
+        })
+        .catch((error) => log.warn({ err: error }, 'checking the job failed; trying again'))
+        .finally(() => {
+          this.busy = false
+        })
+    }, CONTROL_INTERVAL_MS)
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+}
+
 export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunOutcome> {
   const resource = importResources[job.resource] as ImportResource
   const log = run.log.child({ job_id: job.id, resource: job.resource })
-  let leaseLost = false
-  const heartbeat = setInterval(
-    () => {
-      renewLease(run.sql, job.id, run.owner, run.leaseSeconds)
-        .then(({ owned }) => {
-          if (!owned) leaseLost = true
-        })
-        .catch((error) => log.warn({ err: error }, 'lease renewal failed'))
-    },
-    Math.max(1000, (run.leaseSeconds * 1000) / 3),
-  )
+  const control = new JobControl(job, run, log)
   try {
-    return await execute(job, resource, run, log, () => leaseLost)
+    return await execute(job, resource, run, log, control)
   } catch (error) {
-    if (error instanceof LeaseLost) {
+    if (error instanceof LeaseLost || control.leaseLost) {
       log.warn('lease lost: another process owns the job now')
       return 'lost'
+    }
+    if (error instanceof ResourceBusy) {
+      await deferImportJob(run.sql, job.id, run.owner, RESOURCE_BUSY_RETRY_MS)
+      log.info('another import writes this resource: the job waits in the queue')
+      return 'deferred'
     }
     if (error instanceof SourceRejected || error instanceof SourceFormatError) {
       const detail = `${error.message.charAt(0).toUpperCase()}${error.message.slice(1)}.`
@@ -88,8 +153,15 @@ export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunO
     }
     throw error
   } finally {
-    clearInterval(heartbeat)
+    control.stop()
   }
+}
+
+/** The stop a signal asks for: a cancel ends the job, a shutdown hands it back. */
+function stopRequested(run: ImportRun, control: JobControl): Exclude<WriterState, 'go'> | undefined {
+  if (control.cancel.signal.aborted) return 'cancelled'
+  if (run.signal.aborted) return 'released'
+  return undefined
 }
 
 async function execute(
@@ -97,14 +169,27 @@ async function execute(
   resource: ImportResource,
   run: ImportRun,
   log: FastifyBaseLogger,
-  isLeaseLost: () => boolean,
+  control: JobControl,
 ): Promise<RunOutcome> {
   let path = job.source_path
   if (!path) {
     if (!run.download) throw new Error('a URL job needs a downloader')
-    const downloaded = await run.download(job)
-    path = downloaded.path
-    job = { ...job, format: downloaded.format, warnings: downloaded.warnings }
+    const stopping = AbortSignal.any([run.signal, control.cancel.signal])
+    try {
+      const downloaded = await run.download(job, stopping)
+      path = downloaded.path
+      job = {
+        ...job,
+        format: downloaded.format,
+        warnings: downloaded.warnings,
+        unknown_fields: downloaded.unknownFields.names,
+        unknown_fields_more: downloaded.unknownFields.more,
+      }
+    } catch (error) {
+      const stop = stopRequested(run, control)
+      if (!stop) throw error
+      return stopped(job, run, log, stop)
+    }
   }
   const format = job.format as ImportFormat
   if (job.dry_run && Number(job.checkpoint_record) > 0) {
@@ -130,14 +215,13 @@ async function execute(
   const started = performance.now()
   const processedAtStart = counters.processed
   const warnings = [...job.warnings]
-  const unknownJsonFields = new Set<string>()
+  const unknownFields = new UnknownFields(job.unknown_fields, job.unknown_fields_more)
   const splitter = new RecordSplitter({
     format,
     batchRecords: job.batch_size,
     maxRecordBytes: run.maxRecordBytes,
     skipRecords: Number(job.checkpoint_record),
   })
-  const source = await openSource(path)
   let header: string[] | undefined
 
   const context = {
@@ -149,6 +233,7 @@ async function execute(
     maxErrorsPerJob: run.maxErrorsPerJob,
     log,
     signal: run.signal,
+    cancel: control.cancel.signal,
     counters,
     onCommitted: (name: string, committed: { inserted: number; updated: number; failed: number; seconds: number }) => {
       run.metrics.records(name, 'inserted', committed.inserted)
@@ -156,6 +241,7 @@ async function execute(
       run.metrics.records(name, 'failed', committed.failed)
       run.metrics.batchStage(name, 'write', committed.seconds)
     },
+    showWaiting: (waiting: JobWaiting | null) => setImportWaiting(run.sql, job.id, run.owner, waiting),
   }
   const writer: BatchWriter = job.dry_run ? new DryRunWriter(context) : new LaneWriter(context)
   const depth = Math.max(2, run.pool.options.maxThreads + 1)
@@ -166,7 +252,7 @@ async function execute(
       if (!splitter.header) throw new SourceRejected('the CSV file has no header row')
       const parsed = parseHeader(splitter.header.bytes, resource)
       header = parsed.columns
-      for (const warning of parsed.warnings) if (!warnings.includes(warning)) warnings.push(warning)
+      unknownFields.add(parsed.unknown)
     }
     const task: BatchTask = {
       resource: resource.name,
@@ -197,59 +283,86 @@ async function execute(
     }
     run.metrics.batchStage(resource.name, 'parse', result.parseMs / 1000)
     run.metrics.batchStage(resource.name, 'validate', result.validateMs / 1000)
-    for (const field of result.unknownFields) unknownJsonFields.add(field)
-    if (unknownJsonFields.size) {
-      const warning = unknownFieldsWarning([...unknownJsonFields].sort())
-      const index = warnings.findIndex((text) => text.startsWith('unknown field'))
-      if (index >= 0) warnings[index] = warning
-      else warnings.push(warning)
-    }
+    unknownFields.add(result.unknownFields, result.moreUnknownFields)
     for (const warning of splitter.warnings) if (!warnings.includes(warning)) warnings.push(warning)
-    const state = await writer.submit(next.batch, result, next.bytesRead, warnings)
-    if (isLeaseLost()) throw new LeaseLost()
-    return state === 'go' ? null : stop(state)
+    const state = await writer.submit(next.batch, result, next.bytesRead, warnings, unknownFields.list)
+    if (control.leaseLost) throw new LeaseLost()
+    const stop = state === 'go' ? stopRequested(run, control) : state
+    return stop ? halt(stop) : null
   }
 
   /** The job stops before its end: cancelled (committed batches stay) or handed back at shutdown. */
-  const stop = async (state: Exclude<WriterState, 'go'>): Promise<RunOutcome> => {
-    await writer.finish().catch(() => {})
-    if (state === 'cancelled') {
-      // bytes_read stays where the last committed batch left it.
-      await finish(job, run, log, 'cancelled', null, undefined, started, processedAtStart)
-      return 'cancelled'
-    }
-    await releaseImportJob(run.sql, job.id, run.owner)
-    log.info({ checkpoint_record: counters.processed }, 'import released at shutdown; it resumes from its checkpoint')
-    return 'released'
+  const halt = async (state: Exclude<WriterState, 'go'>): Promise<RunOutcome> => {
+    // The batches in flight find the cancel (or the shutdown) when they record themselves:
+    // nothing commits after a cancel was accepted.
+    const final = await writer.finish().catch(() => state)
+    return stopped(job, run, log, final === 'go' ? state : final, started, processedAtStart)
   }
 
+  let corrupt: SourceCorrupt | undefined
+  const source = await openSource(path)
   try {
     await writer.begin()
-    for await (const chunk of source.bytes) {
-      for (const batch of splitter.push(chunk)) {
-        dispatch(batch, source.bytesRead())
-        if (inFlight.length >= depth) {
-          const stopped = await writeNext()
-          if (stopped) return stopped
+    try {
+      for await (const chunk of source.bytes) {
+        const stop = stopRequested(run, control)
+        if (stop) return await halt(stop)
+        for (const batch of splitter.push(chunk)) {
+          dispatch(batch, source.bytesRead())
+          if (inFlight.length >= depth) {
+            const ended = await writeNext()
+            if (ended) return ended
+          }
         }
       }
+    } catch (error) {
+      corrupt = sourceCorruption(error)
+      if (!corrupt) throw error
     }
-    for (const batch of splitter.end()) dispatch(batch, source.bytesRead())
-    if (format === 'csv' && !splitter.header) throw new SourceRejected('the CSV file is empty: it has no header row')
+    // A corrupt source ends where it could be read: the batches already cut are written (their
+    // records are whole), the record it was reading is not.
+    if (!corrupt) {
+      for (const batch of splitter.end()) dispatch(batch, source.bytesRead())
+      if (format === 'csv' && !splitter.header) throw new SourceRejected('the CSV file is empty: it has no header row')
+    }
     while (inFlight.length) {
-      const stopped = await writeNext()
-      if (stopped) return stopped
+      const ended = await writeNext()
+      if (ended) return ended
     }
     const state = await writer.finish()
-    if (isLeaseLost()) throw new LeaseLost()
-    if (state !== 'go') return stop(state)
+    if (control.leaseLost) throw new LeaseLost()
+    if (state !== 'go') return halt(state)
   } finally {
     source.close()
     await writer.close()
   }
   for (const warning of splitter.warnings) if (!warnings.includes(warning)) warnings.push(warning)
+  if (corrupt) {
+    const detail = `The source cannot be read past byte ${source.bytesRead()} (${corrupt.message}). The ${counters.processed} records before it are imported; fix the file and import the rest again.`
+    await finish(job, run, log, 'failed', problemBody('source_corrupt', detail), undefined, started, processedAtStart)
+    return 'failed'
+  }
   await finish(job, run, log, 'completed', null, source.bytesRead(), started, processedAtStart)
   return 'completed'
+}
+
+/** Ends a run that was asked to stop: a cancel finishes the job, a shutdown hands it back. */
+async function stopped(
+  job: ImportJobRow,
+  run: ImportRun,
+  log: FastifyBaseLogger,
+  state: Exclude<WriterState, 'go'>,
+  started?: number,
+  processedAtStart?: number,
+): Promise<RunOutcome> {
+  if (state === 'cancelled') {
+    // bytes_read stays where the last committed batch left it.
+    await finish(job, run, log, 'cancelled', null, undefined, started, processedAtStart)
+    return 'cancelled'
+  }
+  await releaseImportJob(run.sql, job.id, run.owner)
+  log.info('import handed back at shutdown; it resumes from its checkpoint')
+  return 'released'
 }
 
 async function finish(

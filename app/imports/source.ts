@@ -2,9 +2,11 @@ import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { Transform } from 'node:stream'
 import { createGunzip } from 'node:zlib'
-import { parse as parseCsv } from 'csv-parse/sync'
-import { type ImportFormat, RecordSplitter } from './record-splitter.ts'
+import { storableText } from '../workers/fields.ts'
+import { parseCsvFields } from './csv-record.ts'
+import { type ImportFormat, RecordSplitter, SourceFormatError } from './record-splitter.ts'
 import type { ImportResource } from './resources.ts'
+import { UNKNOWN_FIELD_NAME_MAX_LENGTH } from './unknown-fields.ts'
 
 // The import source on disk: how to read it (gzip or not), what format it is, and whether it can
 // be imported at all. Upload requests inspect it before they answer, so that a file that can
@@ -17,10 +19,31 @@ const SAMPLE_BYTES = 64 * 1024
 
 /** The source cannot be imported; `message` says why, for the client. */
 export class SourceRejected extends Error {
-  constructor(message: string) {
-    super(message)
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
     this.name = 'SourceRejected'
   }
+}
+
+/**
+ * The source could be read up to a point, then not: gzip data cut short or corrupt (its checksum
+ * fails at its end), or the file could not be read. Records before that point stand.
+ */
+export class SourceCorrupt extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'SourceCorrupt'
+  }
+}
+
+/** The error a source's bytes fail with, in the words of SourceCorrupt's message. */
+export function sourceCorruption(error: unknown): SourceCorrupt | undefined {
+  const { code, message } = error as { code?: unknown; message?: unknown }
+  if (typeof code !== 'string' || typeof message !== 'string') return undefined
+  if (code === 'Z_BUF_ERROR') return new SourceCorrupt(`the gzip data is cut short: ${message}`, { cause: error })
+  if (code.startsWith('Z_')) return new SourceCorrupt(`the gzip data is corrupt: ${message}`, { cause: error })
+  if (code === 'EIO') return new SourceCorrupt(`the file cannot be read: ${message}`, { cause: error })
+  return undefined
 }
 
 export async function isGzip(path: string): Promise<boolean> {
@@ -82,14 +105,24 @@ const mediaTypes: Record<string, ImportFormat> = {
   'application/json': 'json',
 }
 
+/** Where a source's format came from (SPEC §3: in this order of precedence). */
+export type FormatOrigin = 'request' | 'file name' | 'Content-Type' | 'content'
+
 /** SPEC §3: the request's format, else the file name's, else the Content-Type's, else sniffed. */
-export function resolveFormat(hints: FormatHints, sample: Buffer): ImportFormat {
-  if (hints.declared) return hints.declared
+export function resolveFormat(hints: FormatHints, sample: Buffer): { format: ImportFormat; origin: FormatOrigin } {
+  if (hints.declared) return { format: hints.declared, origin: 'request' }
   const name = hints.filename?.toLowerCase().replace(/\.gz$/, '') ?? ''
   const extension = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : ''
-  if (extensions[extension]) return extensions[extension]
+  const byName = extensions[extension]
+  if (byName) return { format: byName, origin: 'file name' }
   const mediaType = hints.contentType?.split(';')[0]?.trim().toLowerCase() ?? ''
-  if (mediaTypes[mediaType]) return mediaTypes[mediaType]
+  const byType = mediaTypes[mediaType]
+  if (byType) return { format: byType, origin: 'Content-Type' }
+  return { format: sniffFormat(sample), origin: 'content' }
+}
+
+/** The format the content looks like, from its first byte: `[` json, `{` ndjson, else csv. */
+export function sniffFormat(sample: Buffer): ImportFormat {
   const first = sample.find(
     (byte) =>
       byte !== 0x20 &&
@@ -105,15 +138,16 @@ export function resolveFormat(hints: FormatHints, sample: Buffer): ImportFormat 
   return 'csv'
 }
 
-/** The CSV header's column names: matched by name, in any order (SPEC §1). */
-export function parseHeader(bytes: Buffer, resource: ImportResource): { columns: string[]; warnings: string[] } {
-  let columns: string[]
-  try {
-    const [row] = parseCsv(bytes, { bom: true, relax_quotes: false }) as string[][]
-    columns = (row ?? []).map((name) => name.trim())
-  } catch (error) {
-    throw new SourceRejected(`the CSV header cannot be read: ${(error as Error).message}`)
-  }
+/**
+ * The CSV header's column names: matched by name, in any order (SPEC §1); `unknown` lists the
+ * columns that are not the resource's, made safe to store.
+ */
+export function parseHeader(bytes: Buffer, resource: ImportResource): { columns: string[]; unknown: string[] } {
+  // The header follows the records' rule (app/imports/csv-record.ts): a name a record could hold
+  // is a name the header can hold.
+  const fields = parseCsvFields(bytes.toString('utf8'))
+  if (typeof fields === 'string') throw new SourceRejected(`the CSV header cannot be read: ${fields}`)
+  const columns = fields.map((name) => name.trim())
   const seen = new Set<string>()
   for (const column of columns) {
     if (seen.has(column)) throw new SourceRejected(`the CSV header names the column "${column}" twice`)
@@ -125,19 +159,18 @@ export function parseHeader(bytes: Buffer, resource: ImportResource): { columns:
       `the CSV header lacks required column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (it has: ${columns.join(', ')})`,
     )
   }
-  const unknown = columns.filter((column) => column && !resource.columns.includes(column))
-  const warnings = unknown.length ? [unknownFieldsWarning(unknown)] : []
-  return { columns, warnings }
-}
-
-export function unknownFieldsWarning(fields: string[]): string {
-  return `unknown field${fields.length > 1 ? 's' : ''} ignored: ${fields.join(', ')}`
+  const unknown = columns
+    .filter((column) => column && !resource.columns.includes(column))
+    .map((column) => storableText(column, UNKNOWN_FIELD_NAME_MAX_LENGTH))
+  return { columns, unknown }
 }
 
 export interface Inspection {
   format: ImportFormat
   gzip: boolean
   warnings: string[]
+  /** CSV: the header's unknown columns (see UnknownFields). */
+  unknownFields: string[]
 }
 
 /**
@@ -169,25 +202,50 @@ export async function inspectSource(path: string, resource: ImportResource, hint
   if (looksBinary(sample)) {
     throw new SourceRejected('the file is binary, not CSV, NDJSON or JSON text')
   }
-  const format = resolveFormat(hints, sample)
+  const { format, origin } = resolveFormat(hints, sample)
+  const looksLike = sniffFormat(sample)
+  // A format that contradicts the content makes every record fail: say so before the user wonders.
+  const mismatch =
+    origin !== 'content' && looksLike !== format
+      ? `the content looks like ${looksLike}, not ${format} (the format the ${origin} gave)`
+      : undefined
+  try {
+    const inspection = inspectRecords(sample, complete, format, resource)
+    if (mismatch) inspection.warnings.push(`${mismatch}: records that do not parse may come from the wrong format`)
+    return { ...inspection, gzip }
+  } catch (error) {
+    // The splitter's refusals (not a JSON array, a single object) already say what the content is.
+    if (error instanceof SourceRejected && mismatch && !(error.cause instanceof SourceFormatError))
+      throw new SourceRejected(`${error.message}; ${mismatch}`)
+    throw error
+  }
+}
+
+/** The records at the start of a source (`sample`, all of it when `complete`) in `format`. */
+function inspectRecords(
+  sample: Buffer,
+  complete: boolean,
+  format: ImportFormat,
+  resource: ImportResource,
+): Omit<Inspection, 'gzip'> {
   const splitter = new RecordSplitter({ format, batchRecords: Number.MAX_SAFE_INTEGER, maxRecordBytes: SAMPLE_BYTES })
-  let warnings: string[] = []
+  let unknownFields: string[] = []
   try {
     splitter.push(sample)
     if (complete) splitter.end()
   } catch (error) {
-    throw new SourceRejected((error as Error).message)
+    throw new SourceRejected((error as Error).message, { cause: error })
   }
   if (format === 'csv') {
     if (!splitter.header) {
       throw new SourceRejected(complete ? 'the CSV file has no header row' : 'the CSV header is longer than 64 KiB')
     }
-    warnings = parseHeader(splitter.header.bytes, resource).warnings
+    unknownFields = parseHeader(splitter.header.bytes, resource).unknown
   }
   if (complete && splitter.records === 0) {
     throw new SourceRejected(format === 'csv' ? 'the CSV file has a header but no records' : 'the file has no records')
   }
-  return { format, gzip, warnings }
+  return { format, warnings: [], unknownFields }
 }
 
 /**

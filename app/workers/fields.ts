@@ -29,7 +29,7 @@ export interface FieldError {
   field?: string
   code: ErrorCode
   message: string
-  /** The offending value as given (not trimmed), as text, cut to `ERROR_VALUE_MAX_LENGTH` characters. */
+  /** The offending value as given (not trimmed), as text made safe to store (see `valueText`). */
   value?: string
 }
 
@@ -64,7 +64,15 @@ const NOT_A_TAG_LIST = new Rejection('invalid_format', 'must be a JSON array of 
 const BLANK_TAG = new Rejection('invalid_value', 'must not contain a blank tag')
 // PostgreSQL text cannot hold U+0000: one would fail the whole batch's statement, not one record.
 const HAS_NUL = new Rejection('invalid_value', 'must not contain a NUL character (U+0000)')
+// A lone surrogate (JSON `"\ud800"`) is not Unicode text: encoded for PostgreSQL it would become
+// U+FFFD, a silent change of the value.
+const LONE_SURROGATE = new Rejection('invalid_value', 'must be Unicode text (it holds a lone surrogate)')
 const NUL = '\u0000'
+
+/** Why a text cannot be stored as it is, or undefined when it can. */
+function unstorable(text: string): Rejection | undefined {
+  return text.includes(NUL) ? HAS_NUL : text.isWellFormed() ? undefined : LONE_SURROGATE
+}
 
 const NON_BLANK = /\S/
 const LEFT_BRACKET = 0x5b
@@ -73,12 +81,12 @@ const LEFT_BRACKET = 0x5b
  * A short text field (email, name, role, slug, title, status, a timestamp): trimmed, stored
  * trimmed. Empty after trimming, null or missing: absent. A JSON value that is not a string is
  * returned as is, for the schema to report a `type_mismatch`. Text (short or body, tags too) must
- * not contain U+0000.
+ * not contain U+0000 nor a lone surrogate.
  */
 export function shortText(raw: unknown): unknown {
   if (typeof raw === 'string') {
     const text = raw.trim()
-    return text === '' ? undefined : text.includes(NUL) ? HAS_NUL : text
+    return text === '' ? undefined : (unstorable(text) ?? text)
   }
   return raw === null ? undefined : raw
 }
@@ -87,7 +95,7 @@ export function shortText(raw: unknown): unknown {
 export function nullableText(raw: unknown): unknown {
   if (typeof raw === 'string') {
     const text = raw.trim()
-    return text === '' ? null : text.includes(NUL) ? HAS_NUL : text
+    return text === '' ? null : (unstorable(text) ?? text)
   }
   return raw
 }
@@ -103,7 +111,7 @@ export function uuid(raw: unknown): unknown {
 
 /** A body: stored exactly as given; blank (empty after trimming), null or missing is absent. */
 export function body(raw: unknown): unknown {
-  if (typeof raw === 'string') return !NON_BLANK.test(raw) ? undefined : raw.includes(NUL) ? HAS_NUL : raw
+  if (typeof raw === 'string') return !NON_BLANK.test(raw) ? undefined : (unstorable(raw) ?? raw)
   return raw === null ? undefined : raw
 }
 
@@ -168,7 +176,8 @@ function trimmedTags(tags: readonly string[]): string[] | Rejection {
   for (let index = 0; index < tags.length; index++) {
     const tag = (tags[index] as string).trim()
     if (tag === '') return BLANK_TAG
-    if (tag.includes(NUL)) return HAS_NUL
+    const rejection = unstorable(tag)
+    if (rejection) return rejection
     result[index] = tag
   }
   return result
@@ -217,20 +226,83 @@ export function hasMoreWordsThan(text: string, maxWords: number): boolean {
   return text.length > 2 * maxWords && wordCount(text, maxWords) > maxWords
 }
 
-/** The first `maxLength` code points of `text` (never half of a surrogate pair). */
-function firstCodePoints(text: string, maxLength: number): string {
-  if (text.length <= maxLength) return text
-  let end = 0
-  for (let count = 0; count < maxLength && end < text.length; count++) {
-    end += (text.codePointAt(end) as number) > 0xffff ? 2 : 1
+/**
+ * `text` made safe to store in PostgreSQL and to show: U+0000 and lone surrogates written as
+ * `\u` escapes (as JSON writes them), at most `maxLength` code points; a longer text is cut and
+ * ends with `…`, so that a reader knows it was cut. Most texts pass unchanged and uncopied.
+ */
+export function storableText(text: string, maxLength = ERROR_VALUE_MAX_LENGTH): string {
+  if (text.length <= maxLength && !text.includes(NUL) && text.isWellFormed()) return text
+  let result = ''
+  let count = 0
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index)
+    let piece: string
+    let points = 1
+    if (code === 0) {
+      piece = '\\u0000'
+      points = piece.length
+    } else if (code >= 0xd800 && code <= 0xdfff) {
+      const next = text.charCodeAt(index + 1)
+      if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        piece = text.slice(index, index + 2)
+        index++
+      } else {
+        piece = `\\u${code.toString(16)}`
+        points = piece.length
+      }
+    } else piece = text.charAt(index)
+    if (count + points > maxLength) return `${result}…`
+    result += piece
+    count += points
   }
-  return text.slice(0, end)
+  return result
 }
 
-/** A raw input value as text for an error: strings as given, other JSON values as JSON; cut to 200 characters. */
+/**
+ * The start of `value` as JSON text: at least `budget` code units of it when it is longer, the
+ * whole text otherwise. Unlike JSON.stringify it never recurses deeper than the text it writes
+ * (each level writes a bracket), so a value nested 100,000 levels deep cannot exhaust the stack.
+ */
+function jsonStart(value: unknown, budget: number): string {
+  let text = ''
+  const visit = (item: unknown): void => {
+    if (text.length > budget) return
+    if (item === null || typeof item !== 'object') {
+      text += JSON.stringify(item) ?? 'null'
+      return
+    }
+    if (Array.isArray(item)) {
+      text += '['
+      for (let index = 0; index < item.length && text.length <= budget; index++) {
+        if (index > 0) text += ','
+        visit(item[index])
+      }
+      text += ']'
+      return
+    }
+    text += '{'
+    let first = true
+    for (const key in item) {
+      if (text.length > budget) break
+      text += `${first ? '' : ','}${JSON.stringify(key)}:`
+      first = false
+      visit((item as Record<string, unknown>)[key])
+    }
+    text += '}'
+  }
+  visit(value)
+  return text
+}
+
+/**
+ * A raw input value as text for an error, safe to store (see storableText): strings as given,
+ * other JSON values as JSON; at most ERROR_VALUE_MAX_LENGTH code points, marked when cut.
+ */
 export function valueText(raw: unknown): string {
-  const text = typeof raw === 'string' ? raw : (JSON.stringify(raw) ?? String(raw))
-  return firstCodePoints(text, ERROR_VALUE_MAX_LENGTH)
+  // A code point takes at most two code units: twice the length (and a margin) is always enough.
+  const text = typeof raw === 'string' ? raw : jsonStart(raw, 2 * ERROR_VALUE_MAX_LENGTH + 8)
+  return storableText(text)
 }
 
 /** A field error; `value` (the raw input value) is left out for `required`, where there is none worth showing. */

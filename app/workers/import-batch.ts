@@ -1,7 +1,9 @@
 import { isAscii, isUtf8 } from 'node:buffer'
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
-import type { FieldError, RecordOutcome, Row, Source } from './fields.ts'
+import { parseCsvFields } from '../imports/csv-record.ts'
+import { UNKNOWN_FIELD_NAME_MAX_LENGTH, UNKNOWN_FIELDS_LISTED } from '../imports/unknown-fields.ts'
+import { type FieldError, type RecordOutcome, type Row, type Source, storableText } from './fields.ts'
 
 // The tinypool task of an import: a batch of whole records arrives as raw bytes (split by the
 // main thread, transferred without a copy); they are decoded, parsed and validated here, and only
@@ -52,11 +54,18 @@ export interface BatchResult {
    */
   carried: Float64Array
   errors: BatchError[]
-  /** JSON keys that are not columns (CSV unknown columns are known from the header). */
+  /**
+   * JSON keys that are not columns (CSV unknown columns are known from the header): the first
+   * UNKNOWN_FIELDS_LISTED met, made safe to store; `moreUnknownFields` when the batch had more.
+   */
   unknownFields: string[]
+  moreUnknownFields: boolean
   parseMs: number
   validateMs: number
 }
+
+/** Longest parse error message stored, in code points. */
+const PARSE_MESSAGE_MAX_LENGTH = 500
 
 /** Codes of BatchTask.problems. Shared with the main thread: app/imports/record-splitter.ts. */
 const PROBLEM_TOO_LARGE = 1
@@ -97,6 +106,7 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
   const ordinals: string[] = []
   const errors: BatchError[] = []
   const unknown = new Set<string>()
+  let moreUnknown = false
   const known = new Set(columns)
   const carried: number[] = []
   const naturalKey = task.naturalKey
@@ -124,11 +134,16 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
     }
     const record = source === 'csv' ? parseCsvRecord(text, task.header as string[]) : parseJsonRecord(text)
     if (typeof record === 'string') {
-      errors.push({ index, code: 'parse_error', message: record })
+      // A parser's message may quote the text it choked on (a NUL byte, say): store it safely.
+      errors.push({ index, code: 'parse_error', message: storableText(record, PARSE_MESSAGE_MAX_LENGTH) })
       continue
     }
     if (source === 'json') {
-      for (const key in record) if (!known.has(key)) unknown.add(key)
+      for (const key in record) {
+        if (known.has(key) || unknown.has(key)) continue
+        if (unknown.size < UNKNOWN_FIELDS_LISTED) unknown.add(key)
+        else moreUnknown = true
+      }
     }
     parsed[index] = record
   }
@@ -138,7 +153,7 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
     if (!record) continue
     const outcome = validate(record, source)
     if (!outcome.ok) {
-      const id = typeof record.id === 'string' && record.id.trim() ? record.id.trim() : undefined
+      const id = typeof record.id === 'string' && record.id.trim() ? storableText(record.id.trim()) : undefined
       for (const error of outcome.errors) errors.push(id ? { ...error, index, id } : { ...error, index })
       continue
     }
@@ -166,7 +181,8 @@ export default async function importBatch(task: BatchTask): Promise<BatchResult>
     valid: ordinals.length,
     carried: Float64Array.from(carried),
     errors,
-    unknownFields: [...unknown],
+    unknownFields: [...new Set(Array.from(unknown, (name) => storableText(name, UNKNOWN_FIELD_NAME_MAX_LENGTH)))],
+    moreUnknownFields: moreUnknown,
     parseMs,
     validateMs,
   }
@@ -202,6 +218,8 @@ function keyHash(text: string): number {
 
 /** One JSON object, or a message saying why the text is not one. */
 function parseJsonRecord(text: string): Record<string, unknown> | string {
+  // Two commas in a row in a JSON array leave an element of nothing (app/imports/record-splitter.ts).
+  if (text.trim() === '') return 'the JSON value is empty'
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -215,53 +233,15 @@ function parseJsonRecord(text: string): Record<string, unknown> | string {
 }
 
 /**
- * One CSV record (RFC 4180: fields separated by commas, quoted fields with `""` for a quote) as
- * an object keyed by the header, or a message saying why it cannot be read. The splitter already
- * found where the record ends, so this never looks past it.
+ * One CSV record as an object keyed by the header, or a message saying why it cannot be read
+ * (app/imports/csv-record.ts has the rule, which the splitter follows too).
  */
-function parseCsvRecord(text: string, header: string[]): Record<string, unknown> | string {
+export function parseCsvRecord(text: string, header: string[]): Record<string, unknown> | string {
+  const fields = parseCsvFields(text)
+  if (typeof fields === 'string') return fields
+  if (fields.length !== header.length) return `the record has ${fields.length} fields; the header has ${header.length}`
   const record: Record<string, unknown> = {}
-  let field = 0
-  let at = 0
-  const length = text.length
-  for (;;) {
-    let value: string
-    if (text.charCodeAt(at) === 0x22) {
-      value = ''
-      let from = at + 1
-      for (;;) {
-        const quote = text.indexOf('"', from)
-        if (quote === -1) return 'a quoted field is not closed'
-        value += text.slice(from, quote)
-        if (text.charCodeAt(quote + 1) === 0x22) {
-          value += '"'
-          from = quote + 2
-          continue
-        }
-        at = quote + 1
-        break
-      }
-      if (at < length && text.charCodeAt(at) !== 0x2c) {
-        return `a quoted field is followed by other text in field ${field + 1}`
-      }
-    } else {
-      const comma = text.indexOf(',', at)
-      const end = comma === -1 ? length : comma
-      value = text.slice(at, end)
-      at = end
-    }
-    if (field < header.length) record[header[field] as string] = value
-    field++
-    if (at >= length) break
-    at++ // the comma
-    if (at === length) {
-      // A trailing comma: one more, empty field.
-      if (field < header.length) record[header[field] as string] = ''
-      field++
-      break
-    }
-  }
-  if (field !== header.length) return `the record has ${field} fields; the header has ${header.length}`
+  for (let index = 0; index < fields.length; index++) record[header[index] as string] = fields[index]
   return record
 }
 

@@ -198,3 +198,83 @@ t.test('JSON: an unclosed array keeps its complete elements; trailing data is ig
   t.same(trailing.records, [[1, 1, '{"a":1}']])
   t.same(trailing.splitter.warnings, ['data after the end of the JSON array was ignored'])
 })
+
+t.test('JSON: a stray } at depth 0 makes its element a parse error; the next comma resynchronises', async (t) => {
+  // The element's text keeps the stray bracket, so that JSON.parse refuses it (issue 8, finding 3).
+  const source = '[{"a":1}},\n{"a":[2}]},\n{"a":3}]'
+  t.same(split(source, { format: 'json' }).records, [
+    [1, 1, '{"a":1}}'],
+    [2, 2, '{"a":[2}]}'],
+    [3, 3, '{"a":3}'],
+  ])
+  assertChunkingIndependent(t, source, { format: 'json' })
+})
+
+t.test('JSON: a stray token between elements is an element of its own; two commas make an empty one', async (t) => {
+  const source = '[{"a":1},\n},\n{"a":2},,\n{"a":3}\n]\n'
+  const { records, splitter } = split(source, { format: 'json' })
+  t.same(records, [
+    [1, 1, '{"a":1}'],
+    [2, 2, '}'],
+    [3, 3, '{"a":2}'],
+    [4, 3, ''],
+    [5, 4, '{"a":3}'],
+  ])
+  t.same(splitter.warnings, [])
+  assertChunkingIndependent(t, source, { format: 'json' })
+})
+
+t.test('JSON: a ] followed by a comma does not end the array: it is a stray token', async (t) => {
+  const source = '[{"a":1}] ,\n{"a":2},\n],\n{"a":3}]\n'
+  const { records, splitter } = split(source, { format: 'json' })
+  t.same(records, [
+    [1, 1, '{"a":1}]'],
+    [2, 2, '{"a":2}'],
+    [3, 3, ']'],
+    [4, 4, '{"a":3}'],
+  ])
+  t.same(splitter.warnings, [])
+  assertChunkingIndependent(t, source, { format: 'json' })
+  const closed = split('[{"a":1}]\n\n ]', { format: 'json' })
+  t.same(closed.records, [[1, 1, '{"a":1}']], 'a ] followed by anything else ends the array')
+  t.same(closed.splitter.warnings, ['data after the end of the JSON array was ignored'])
+  t.same(split('[{"a":1},]', { format: 'json' }).records, [[1, 1, '{"a":1}']], 'a trailing comma is tolerated')
+})
+
+t.test('a UTF-8 BOM is skipped whatever the size of the first pieces pushed', async (t) => {
+  for (const format of ['csv', 'ndjson', 'json'] as const) {
+    const body = { csv: 'id\n1\n', ndjson: '{"a":1}\n', json: '[{"a":1}]' }[format]
+    const whole = split(`\uFEFF${body}`, { format })
+    t.equal(whole.records[0]?.[2], format === 'csv' ? '1' : '{"a":1}')
+    for (const size of [1, 2]) {
+      t.same(split(`\uFEFF${body}`, { format }, size).records, whole.records, `${format}, pieces of ${size} bytes`)
+    }
+  }
+  t.same(split('\uFEFF', { format: 'csv' }, 1).records, [], 'a file that is only a BOM has no records')
+  t.same(split('\xEF', { format: 'ndjson' }, 1).records.length, 1, 'the start of a BOM alone is content')
+})
+
+t.test('the record limit counts the record alone: not its CRLF, nor whitespace after a JSON element', async (t) => {
+  const exact = 'x'.repeat(10)
+  const csv = `id\r\n${exact}\r\n${exact}x\r\n`
+  t.same(split(csv, { format: 'csv', maxRecordBytes: 10 }).records, [
+    [1, 2, exact],
+    [2, 3, '<too_large>'],
+  ])
+  assertChunkingIndependent(t, csv, { format: 'csv', maxRecordBytes: 10 })
+  const json = `[${JSON.stringify(exact.slice(2))}   ,\n${JSON.stringify(exact.slice(1))}  ]`
+  t.same(split(json, { format: 'json', maxRecordBytes: 10 }).records, [
+    [1, 1, `"${exact.slice(2)}"`],
+    [2, 2, '<too_large>'],
+  ])
+  assertChunkingIndependent(t, json, { format: 'json', maxRecordBytes: 10 })
+})
+
+t.test('NDJSON: a whitespace-only line is blank however long, also at the end of the file', async (t) => {
+  const source = `{"a":1}\n${' '.repeat(100)}\r\n{"a":2}\n \t\r`
+  t.same(split(source, { format: 'ndjson', maxRecordBytes: 50 }).records, [
+    [1, 1, '{"a":1}'],
+    [2, 3, '{"a":2}'],
+  ])
+  assertChunkingIndependent(t, source, { format: 'ndjson', maxRecordBytes: 50 })
+})

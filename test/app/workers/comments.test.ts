@@ -81,7 +81,7 @@ t.test('every failing field is reported at once, in column order', async (t) => 
     { field: 'id', code: 'invalid_format', message: 'must be a UUID', value: 'c-1' },
     { field: 'article_id', code: 'type_mismatch', message: 'must be a string', value: '12' },
     { field: 'user_id', code: 'invalid_format', message: 'must be a UUID', value: `${userId}x` },
-    { field: 'body', code: 'too_long', message: WORDS_MESSAGE, value: 'x '.repeat(100) },
+    { field: 'body', code: 'too_long', message: WORDS_MESSAGE, value: `${'x '.repeat(100)}…` },
     {
       field: 'created_at',
       code: 'invalid_format',
@@ -95,7 +95,7 @@ t.test('body: 10,000 characters are accepted and 10,001 are too_long', async (t)
   const longest = 'a'.repeat(10_000)
   t.equal(rowOf(validate({ ...comment, body: longest }, 'csv')).body, longest)
   t.strictSame(errorsOf(validate({ ...comment, body: `${longest}b` }, 'csv')), [
-    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: 'a'.repeat(200) },
+    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: `${'a'.repeat(200)}…` },
   ])
 })
 
@@ -105,7 +105,7 @@ t.test('body: characters are Unicode code points, an astral character counting o
   const mixed = `${'é😀'.repeat(4_999)}ab` // 10,000 code points
   t.equal(rowOf(validate({ ...comment, body: mixed }, 'json')).body, mixed)
   t.strictSame(errorsOf(validate({ ...comment, body: `${astral}😀` }, 'json')), [
-    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: '😀'.repeat(200) },
+    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: `${'😀'.repeat(200)}…` },
   ])
 })
 
@@ -119,7 +119,7 @@ t.test('body: 500 whitespace-separated words are accepted and 501 are too_long',
     const errors = errorsOf(validate({ ...comment, body: tooMany }, 'csv'))
     t.strictSame(
       errors,
-      [{ field: 'body', code: 'too_long', message: WORDS_MESSAGE, value: tooMany.slice(0, 200) }],
+      [{ field: 'body', code: 'too_long', message: WORDS_MESSAGE, value: `${tooMany.slice(0, 200)}…` }],
       name,
     )
   }
@@ -130,7 +130,7 @@ t.test('body: 500 whitespace-separated words are accepted and 501 are too_long',
 t.test('body over both limits gets one error: the character limit', async (t) => {
   const body = 'word '.repeat(2_001) // 10,005 characters, 2,001 words
   t.strictSame(errorsOf(validate({ ...comment, body }, 'csv')), [
-    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: body.slice(0, 200) },
+    { field: 'body', code: 'too_long', message: CHARACTERS_MESSAGE, value: `${body.slice(0, 200)}…` },
   ])
 })
 

@@ -536,3 +536,68 @@ t.test('a job id that is not a UUID answers a 400 validation problem', async (t)
     })
   }
 })
+
+// ---------------------------------------------------------------------------------------------
+// One CSV rule for splitter and parser; JSON arrays resynchronise (issue 8, finding 3)
+
+t.test('a doubled quote inside an unquoted CSV field is ordinary text: every record is imported', async (t) => {
+  const app = await startedApp(t)
+  const file = `id,${HEADER}\n,a@example.com,Bob 12"",admin\n,b@example.com,B,reader\n,c@example.com,"C ""x""",reader\n`
+  const job = await importDone(t, app, file)
+  t.same(job.counters, { processed: 3, inserted: 3, updated: 0, failed: 0 })
+  t.same(job.errors, [])
+  const rows = await app.sql<{ email: string; name: string }[]>`select email, name from users order by email`
+  t.same(
+    rows.map((row) => [row.email, row.name]),
+    [
+      ['a@example.com', 'Bob 12""'],
+      ['b@example.com', 'B'],
+      ['c@example.com', 'C "x"'],
+    ],
+  )
+})
+
+t.test('10,000 CSV records with quotes inside unquoted fields all import, at any chunk boundary', async (t) => {
+  const app = await startedApp(t, { BATCH_SIZE: '500' })
+  const names = Array.from({ length: 10_000 }, (_, index) => {
+    if (index % 7 === 0) return `Bob ${index}""`
+    if (index % 11 === 0) return `O"Brien ${index}"`
+    if (index % 13 === 0) return `"quoted ""${index}"", with a comma"`
+    return `N${index}`
+  })
+  const file = `${HEADER}\n${names.map((name, index) => `u${index}@example.com,${name},reader`).join('\n')}\n`
+  const job = await importDone(t, app, file)
+  t.same(job.counters, { processed: 10_000, inserted: 10_000, updated: 0, failed: 0 })
+  const rows = await app.sql<
+    { name: string }[]
+  >`select name from users order by split_part(substr(email, 2), '@', 1)::int`
+  const unquote = (name: string) => (name.startsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name)
+  t.same(
+    rows.map((row) => row.name),
+    names.map(unquote),
+  )
+})
+
+t.test('a stray } between JSON array elements is one parse_error; the other elements are imported', async (t) => {
+  const app = await startedApp(t)
+  const user = (letter: string) => `{"email":"${letter}@example.com","name":"${letter}","role":"reader"}`
+  const file = `[\n${user('a')},\n},\n${user('b')},\n${user('c')}}\n, ${user('d')}\n]\n`
+  const job = await importDone(t, app, file, 'users.json')
+  t.same(job.counters, { processed: 5, inserted: 3, updated: 0, failed: 2 })
+  t.same(job.errors, [
+    {
+      line: 3,
+      record: 2,
+      code: 'parse_error',
+      message: `invalid JSON: Unexpected token '}', "}" is not valid JSON`,
+    },
+    {
+      line: 5,
+      record: 4,
+      code: 'parse_error',
+      message: 'invalid JSON: Unexpected non-whitespace character after JSON at position 52 (line 1 column 53)',
+    },
+  ])
+  t.same(job.warnings, [])
+  t.same(await storedEmails(app), ['a@example.com', 'b@example.com', 'd@example.com'])
+})

@@ -2,14 +2,27 @@ import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { availableParallelism, hostname } from 'node:os'
 import path from 'node:path'
-import { Worker } from 'node:worker_threads'
 import fp from 'fastify-plugin'
-import type { ExportOutcome } from '../app/exports/run-export.ts'
-import type { RunOutcome } from '../app/imports/run-import.ts'
-import type { FromJobThread, JobThreadData, ToJobThread } from '../app/jobs/job-thread.ts'
-import { claimExportJob, type ExportJobRow, sweepExpiredExports } from '../db/exports.ts'
-import { claimImportJob, type ImportJobRow } from '../db/imports.ts'
-import { hasClaimableJob } from '../db/jobs.ts'
+import type { JobThreadData } from '../app/jobs/job-thread.ts'
+import { JobThread, type ThreadJob, type ThreadMetric, type ThreadOutcome } from '../app/jobs/job-thread-client.ts'
+import {
+  claimExportJob,
+  type ExportJobRow,
+  failExhaustedExportJobs,
+  releaseLostExportRun,
+  sweepExpiredExports,
+} from '../db/exports.ts'
+import { claimImportJob, failExhaustedImportJobs, type ImportJobRow, releaseLostImportRun } from '../db/imports.ts'
+import { hasClaimableJob, JOB_CHANNEL, renewClaim } from '../db/jobs.ts'
+import { problemBody } from '../schemas/problem.ts'
+
+/**
+ * Faults a test can inject (never set from the environment): a job thread that runs an import of
+ * a file of this name exits at once, as a thread that crashes on a job would.
+ */
+export interface JobFaults {
+  exitJobThreadOnSourceFilename?: string
+}
 
 export interface JobRunner {
   /** This process's identity in the jobs' lease_owner column. */
@@ -37,7 +50,7 @@ declare module 'fastify' {
  * each export stop, and hand itself back to the queue, then ends the thread.
  */
 export default fp(
-  async (app) => {
+  async (app, options: { faults?: JobFaults; threadExecArgv?: string[] }) => {
     const { config } = app
     const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
     const client = app.metrics.client
@@ -78,90 +91,62 @@ export default fp(
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
       labelNames: ['resource'],
     })
-    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started when
-    // the first job is there and ended on close; this side claims them and keeps the books.
-    let thread: Worker | undefined
-    let threadReady = false
-    const pending = new Map<string, (outcome: RunOutcome | ExportOutcome | 'error') => void>()
-    let threadClosed = Promise.withResolvers<void>()
-
-    function startThread(): Worker {
-      const closed = Promise.withResolvers<void>()
-      threadClosed = closed
-      const data: JobThreadData = {
-        databaseUrl: app.database.url,
-        owner,
-        logLevel: config.LOG_LEVEL,
-        importDir: app.storage.importDir,
-        workerPoolSize: config.WORKER_POOL_SIZE,
-        importThreads: config.IMPORT_THREADS || Math.max(1, availableParallelism() - 1),
-        leaseSeconds: config.JOB_LEASE_SECONDS,
-        maxRecordBytes: config.RECORD_MAX_BYTES,
-        maxErrorsPerJob: config.IMPORT_MAX_ERRORS,
-        connectTimeoutSeconds: config.DATABASE_CONNECT_TIMEOUT_SECONDS,
-        download: {
-          maxBytes: config.IMPORT_URL_MAX_BYTES,
-          timeoutMs: config.IMPORT_URL_TIMEOUT_MS,
-          maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
-          allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
-        },
-        exportDir: app.storage.exportDir,
-        exportTtlSeconds: config.EXPORT_TTL_SECONDS,
-        exportGzipLevel: config.EXPORT_GZIP_LEVEL,
-        exportEscapeFormulas: config.EXPORT_CSV_ESCAPE_FORMULAS,
-      }
-      const worker = new Worker(new URL('../app/jobs/job-thread.ts', import.meta.url), {
-        workerData: data,
-        // Its own heap limits: the thread allocates briskly (batches, query buffers), and a
-        // moderate young generation keeps its collections cheap without growing the resident set.
-        resourceLimits: { maxYoungGenerationSizeMb: 32, maxOldGenerationSizeMb: 256 },
-      })
-      worker.on('message', (message: FromJobThread) => {
-        switch (message.type) {
-          case 'finished':
-            pending.get(message.jobId)?.(message.outcome)
-            pending.delete(message.jobId)
-            break
-          case 'records':
-            recordsTotal.inc({ resource: message.resource, outcome: message.outcome }, message.count)
-            break
-          case 'stage':
-            batchSeconds.observe({ resource: message.resource, stage: message.stage }, message.seconds)
-            break
-          case 'bytes':
-            bytesRead.inc({ resource: message.resource }, message.bytes)
-            break
-          case 'exported':
-            app.exports.metrics.finished(
-              { resource: message.resource, format: message.format, mode: 'async' },
-              message.rows,
-              message.bytes,
-              message.seconds,
-            )
-            break
-          case 'ready':
-            threadReady = true
-            void claim()
-            break
-          case 'closed':
-            closed.resolve()
-            break
-        }
-      })
-      worker.on('error', (error) => app.log.error({ err: error }, 'the job thread failed'))
-      // A thread that dies (a crash, its heap limit) takes its jobs with it: they end here as
-      // errors, their leases run out, and the next claim starts a new thread that resumes them.
-      worker.on('exit', () => {
-        closed.resolve()
-        if (thread === worker) {
-          thread = undefined
-          threadReady = false
-        }
-        for (const settle of pending.values()) settle('error')
-        pending.clear()
-      })
-      return worker
+    const data: JobThreadData = {
+      databaseUrl: app.database.url,
+      owner,
+      logLevel: config.LOG_LEVEL,
+      importDir: app.storage.importDir,
+      workerPoolSize: config.WORKER_POOL_SIZE,
+      importThreads: config.IMPORT_THREADS || Math.max(1, availableParallelism() - 1),
+      leaseSeconds: config.JOB_LEASE_SECONDS,
+      maxRecordBytes: config.RECORD_MAX_BYTES,
+      maxErrorsPerJob: config.IMPORT_MAX_ERRORS,
+      connectTimeoutSeconds: config.DATABASE_CONNECT_TIMEOUT_SECONDS,
+      download: {
+        maxBytes: config.IMPORT_URL_MAX_BYTES,
+        timeoutMs: config.IMPORT_URL_TIMEOUT_MS,
+        maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
+        allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
+      },
+      exportDir: app.storage.exportDir,
+      exportTtlSeconds: config.EXPORT_TTL_SECONDS,
+      exportGzipLevel: config.EXPORT_GZIP_LEVEL,
+      exportEscapeFormulas: config.EXPORT_CSV_ESCAPE_FORMULAS,
+      exitOnSourceFilename: options.faults?.exitJobThreadOnSourceFilename,
+      execArgv: options.threadExecArgv,
     }
+    const onMetric = (message: ThreadMetric) => {
+      switch (message.type) {
+        case 'records':
+          recordsTotal.inc({ resource: message.resource, outcome: message.outcome }, message.count)
+          break
+        case 'stage':
+          batchSeconds.observe({ resource: message.resource, stage: message.stage }, message.seconds)
+          break
+        case 'bytes':
+          bytesRead.inc({ resource: message.resource }, message.bytes)
+          break
+        case 'exported':
+          app.exports.metrics.finished(
+            { resource: message.resource, format: message.format, mode: 'async' },
+            message.rows,
+            message.bytes,
+            message.seconds,
+          )
+          break
+      }
+    }
+    // The jobs themselves run in a thread of their own (app/jobs/job-thread.ts), started when the
+    // first job is there and ended on close; this side claims them and keeps the books. A job
+    // whose earlier run ended abnormally (its thread or process died) runs in a thread of its
+    // own: should it be what kills threads, it takes no other job down with it.
+    let shared: JobThread | undefined
+    const isolated = new Set<JobThread>()
+    const startThread = () => new JobThread(data, app.log, onMetric)
+    const exhausted = problemBody(
+      'attempts_exhausted',
+      `The job's runs ended abnormally ${config.JOB_MAX_ATTEMPTS} times (JOB_MAX_ATTEMPTS): the process or the job thread running it died each time. It is not tried again; the service's log has the details of each run.`,
+    )
 
     const stopping = new AbortController()
     const running = new Set<Promise<void>>()
@@ -173,12 +158,61 @@ export default fp(
     let sweepTimer: NodeJS.Timeout | undefined
     let unlisten: (() => Promise<void>) | undefined
 
+    /** The thread a claimed job runs in: the shared one, or one of its own after a crash. */
+    async function threadFor(attempts: number): Promise<{ thread: JobThread; own: boolean }> {
+      if (attempts <= 1 && shared?.running) return { thread: shared, own: false }
+      const thread = startThread()
+      isolated.add(thread)
+      void thread.exited.then(() => isolated.delete(thread))
+      await thread.ready.catch(() => {})
+      return { thread, own: true }
+    }
+
+    /** Runs a claimed job to its end; a run lost with its thread goes back to the queue, counted. */
+    async function runClaimed(claimed: ThreadJob): Promise<ThreadOutcome> {
+      const { thread, own } = await threadFor(claimed.job.attempts)
+      // A thread of its own took a while to load (seconds, on a busy machine), and the job's
+      // lease ran meanwhile: renew it before the run, or this process would find the job
+      // expired, claim it again, and count a run that never began as an attempt.
+      if (own && !(await renewBeforeRun(claimed))) {
+        await thread.close().catch(() => {})
+        app.log.warn({ job_id: claimed.job.id }, 'the job was taken over while its thread started')
+        return 'lost'
+      }
+      const message =
+        claimed.kind === 'import'
+          ? { type: 'run' as const, job: claimed.job }
+          : { type: 'export' as const, job: claimed.job }
+      const outcome = await thread.run(message)
+      if (own) await thread.close().catch(() => {})
+      if (outcome === 'crashed') {
+        const release = claimed.kind === 'import' ? releaseLostImportRun : releaseLostExportRun
+        await release(app.sql, claimed.job.id, owner).catch((error) =>
+          app.log.warn(
+            { err: error, job_id: claimed.job.id },
+            'handing back a crashed job failed; its lease will expire',
+          ),
+        )
+      }
+      return outcome
+    }
+
+    /** Extends a claimed job's lease; false when another claim took the job (or the database is away). */
+    async function renewBeforeRun(claimed: ThreadJob): Promise<boolean> {
+      try {
+        return await renewClaim(app.sql, claimed.kind, claimed.job, owner, config.JOB_LEASE_SECONDS)
+      } catch (error) {
+        app.log.warn(
+          { err: error, job_id: claimed.job.id },
+          'renewing the lease of a job failed; it runs when its lease expires',
+        )
+        return false
+      }
+    }
+
     async function runExportJob(job: ExportJobRow): Promise<void> {
       app.log.info({ job_id: job.id, resource: job.resource, attempt: job.attempts }, 'export started')
-      thread ??= startThread()
-      const finished = new Promise<RunOutcome | ExportOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
-      thread.postMessage({ type: 'export', job } satisfies ToJobThread)
-      await finished
+      await runClaimed({ kind: 'export', job })
     }
 
     async function runJob(job: ImportJobRow): Promise<void> {
@@ -187,10 +221,7 @@ export default fp(
       jobsStarted.inc({ resource: job.resource })
       jobsInProgress.inc({ resource: job.resource })
       log.info({ attempt: job.attempts, checkpoint_record: Number(job.checkpoint_record) }, 'import started')
-      thread ??= startThread()
-      const finished = new Promise<RunOutcome | ExportOutcome | 'error'>((resolve) => pending.set(job.id, resolve))
-      thread.postMessage({ type: 'run', job } satisfies ToJobThread)
-      const outcome = await finished
+      const outcome = await runClaimed({ kind: 'import', job })
       jobsInProgress.dec({ resource: job.resource })
       jobDuration.observe({ resource: job.resource, status: outcome }, (performance.now() - begun) / 1000)
       if (outcome === 'completed' || outcome === 'failed' || outcome === 'cancelled') {
@@ -199,9 +230,7 @@ export default fp(
     }
 
     /** The next job to run: imports and exports take turns, so that neither kind starves the other. */
-    async function claimNext(): Promise<
-      { kind: 'import'; job: ImportJobRow } | { kind: 'export'; job: ExportJobRow } | undefined
-    > {
+    async function claimNext(): Promise<ThreadJob | undefined> {
       const claimImport = async () => {
         const job = await claimImportJob(app.sql, owner, config.JOB_LEASE_SECONDS)
         return job && { kind: 'import' as const, job }
@@ -212,6 +241,18 @@ export default fp(
       }
       exportsFirst = !exportsFirst
       return exportsFirst ? ((await claimExport()) ?? claimImport()) : ((await claimImport()) ?? claimExport())
+    }
+
+    /** Fails the jobs that ran JOB_MAX_ATTEMPTS times without ending, rather than claim them again. */
+    async function failExhaustedJobs(): Promise<void> {
+      const imports = await failExhaustedImportJobs(app.sql, config.JOB_MAX_ATTEMPTS, exhausted)
+      const exports = await failExhaustedExportJobs(app.sql, config.JOB_MAX_ATTEMPTS, exhausted)
+      for (const id of imports) {
+        app.log.error({ job_id: id, attempts: config.JOB_MAX_ATTEMPTS }, 'import failed: attempts exhausted')
+      }
+      for (const id of exports) {
+        app.log.error({ job_id: id, attempts: config.JOB_MAX_ATTEMPTS }, 'export failed: attempts exhausted')
+      }
     }
 
     /** Deletes the files of expired exports (any process may do it; each file is swept once). */
@@ -235,15 +276,18 @@ export default fp(
       }
       claiming = true
       try {
-        // The thread (tens of MB) starts with the first job there is, and claiming waits until
-        // it has loaded: no claimed job (its clock running) waits for it.
-        if (!thread) {
-          if (await hasClaimableJob(app.sql)) thread = startThread()
-          return
+        // The shared thread (tens of MB) starts with the first job there is, and claiming waits
+        // until it has loaded: no claimed job (its clock running) waits for it.
+        if (!shared?.running) {
+          if (shared || (await hasClaimableJob(app.sql))) {
+            shared = startThread()
+            await shared.ready.catch(() => {})
+          }
+          if (!shared?.running) return
         }
-        if (!threadReady) return
         do {
           again = false
+          await failExhaustedJobs()
           while (running.size < config.WORKER_POOL_SIZE && !stopping.signal.aborted) {
             const next = await claimNext()
             if (!next) break
@@ -276,7 +320,7 @@ export default fp(
         sweepTimer = setInterval(() => void sweepExports(), Math.min(60_000, config.EXPORT_TTL_SECONDS * 500))
         void sweepExports()
         app.sql
-          .listen('import_jobs', () => void claim())
+          .listen(JOB_CHANNEL, () => void claim())
           .then((subscription) => {
             unlisten = subscription.unlisten
           })
@@ -293,17 +337,12 @@ export default fp(
       clearInterval(timer)
       clearInterval(sweepTimer)
       await unlisten?.().catch(() => {})
-      const worker = thread
-      if (worker) {
-        // Each import finishes its batch in hand, each export stops; they go back to the queue,
-        // then the thread ends.
-        const closed = threadClosed.promise
-        worker.postMessage({ type: 'stop' } satisfies ToJobThread)
-        await Promise.allSettled([...running])
-        worker.postMessage({ type: 'close' } satisfies ToJobThread)
-        await closed
-        await worker.terminate()
-      }
+      // Each import finishes its batch in hand, each export stops; they go back to the queue,
+      // then the threads end.
+      const threads = [...(shared ? [shared] : []), ...isolated]
+      for (const thread of threads) thread.stop()
+      await Promise.allSettled([...running])
+      await Promise.allSettled(threads.map((thread) => thread.close()))
     })
   },
   { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage', 'exports'] },

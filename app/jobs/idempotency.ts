@@ -25,12 +25,13 @@ export async function acquireIdempotencyKey(
   sql: Sql,
   request: KeyRequest,
   state: KeyState,
-): Promise<{ owned: true } | { replay: string }> {
+): Promise<{ owned: true; token: string } | { replay: string }> {
   const { scope, key } = request
   let claim = state
-  while (!claim.owned) {
+  for (;;) {
+    if (claim.owned) return claim
     const settled = await settledIdempotencyKey(sql, scope, key, claim, request.waitMs)
-    if (settled.owned) break
+    if (settled.owned) return settled
     if (settled.state === 'completed') {
       if (settled.fingerprint !== request.fingerprint) throw new ProblemError('unprocessable', request.mismatch)
       return { replay: settled.jobId as string }
@@ -40,5 +41,12 @@ export async function acquireIdempotencyKey(
     }
     claim = await claimIdempotencyKey(sql, scope, key, request.ttlSeconds)
   }
-  return { owned: true }
+}
+
+/** The problem of a request whose key another request took over while it ran (it went silent). */
+export function keyLostProblem(): ProblemError {
+  return new ProblemError(
+    'conflict',
+    'Another request took this Idempotency-Key over while this one ran (it went silent for too long); send the request again with the same key to get the job.',
+  )
 }

@@ -6,13 +6,14 @@ import Tinypool from 'tinypool'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportJobRow } from '../../db/exports.ts'
-import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
+import { finishImportJob, type ImportJobRow, recordDownloadedSource, releaseImportJob } from '../../db/imports.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { type ExportOutcome, runExport } from '../exports/run-export.ts'
 import { downloadSource } from '../imports/download.ts'
 import { type ImportResource, importResources } from '../imports/resources.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
 import { inspectSource } from '../imports/source.ts'
+import { UnknownFields } from '../imports/unknown-fields.ts'
 
 // The jobs of a process (imports and async exports) run in this thread, not on the main thread:
 // reading and splitting sources, dispatching batches to the validation threads, driving the
@@ -38,6 +39,10 @@ export interface JobThreadData {
   exportTtlSeconds: number
   exportGzipLevel: number
   exportEscapeFormulas: boolean
+  /** Fault injection for tests (plugins/jobs.ts, JobFaults): exit when an import of this file starts. */
+  exitOnSourceFilename?: string
+  /** Node.js options of this thread and its validation threads (AppOptions.threadExecArgv); unset: inherited. */
+  execArgv?: string[]
 }
 
 export type ToJobThread =
@@ -47,7 +52,7 @@ export type ToJobThread =
   | { type: 'close' }
 
 export type FromJobThread =
-  | { type: 'finished'; jobId: string; outcome: RunOutcome | ExportOutcome | 'error' }
+  | { type: 'finished'; jobId: string; outcome: RunOutcome | ExportOutcome }
   | { type: 'records'; resource: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
   | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
   | { type: 'bytes'; resource: string; bytes: number }
@@ -80,6 +85,7 @@ const writes = connect(settings.databaseUrl, {
 const pool = new Tinypool({
   filename: new URL('../workers/import-batch.ts', import.meta.url).href,
   minThreads: 0,
+  execArgv: settings.execArgv,
   maxThreads: settings.importThreads,
   idleTimeout: 30_000,
   // Workers allocate fast (decoded text, parsed records, SQL literals): a small young generation
@@ -96,26 +102,56 @@ const metrics: ImportMetrics = {
 }
 
 /** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */
-async function download(job: ImportJobRow) {
+async function download(job: ImportJobRow, signal: AbortSignal) {
   const fetched = await downloadSource(
     job.source_url as string,
     settings.importDir,
     `${job.id}.download`,
     settings.download,
+    signal,
   )
   const inspection = await inspectSource(fetched.path, importResources[job.resource] as ImportResource, {
     declared: job.format ?? undefined,
     filename: new URL(job.source_url as string).pathname,
     contentType: fetched.contentType,
   })
-  const source = { ...fetched, format: inspection.format, warnings: inspection.warnings }
+  const source = {
+    ...fetched,
+    format: inspection.format,
+    warnings: inspection.warnings,
+    unknownFields: UnknownFields.listOf(inspection.unknownFields),
+  }
   await recordDownloadedSource(bookkeeping.sql, job.id, settings.owner, source)
   return source
 }
 
+/**
+ * Hands a job back after its database went away, once the database answers again (within the
+ * lease): another run resumes it at once, without counting an attempt. False when it could not.
+ */
+async function releaseWhenBack(jobId: string, release: (sql: typeof bookkeeping.sql) => Promise<void>) {
+  const deadline = Date.now() + settings.leaseSeconds * 1000
+  for (let delay = 100; Date.now() + delay < deadline; delay = Math.min(delay * 2, 2000)) {
+    await new Promise((resolve) => setTimeout(resolve, delay))
+    try {
+      await release(bookkeeping.sql)
+      return true
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) {
+        log.warn({ err: error, job_id: jobId }, 'handing the job back failed')
+        return false
+      }
+    }
+  }
+  return false
+}
+
 async function run(job: ImportJobRow): Promise<void> {
   const jobLog = log.child({ job_id: job.id, resource: job.resource })
-  let outcome: RunOutcome | 'error' = 'error'
+  if (settings.exitOnSourceFilename !== undefined && job.source_filename === settings.exitOnSourceFilename) {
+    process.exit(70) // a fault injected by a test: in a worker thread, this ends the thread only
+  }
+  let outcome: RunOutcome = 'lost'
   try {
     outcome = await runImport(job, {
       sql: bookkeeping.sql,
@@ -132,7 +168,9 @@ async function run(job: ImportJobRow): Promise<void> {
     })
   } catch (error) {
     if (isDatabaseUnavailable(error)) {
-      jobLog.warn({ err: error }, 'database unavailable: the job resumes once its lease expires')
+      jobLog.warn({ err: error }, 'database unavailable: the job goes back to the queue once it answers')
+      const released = await releaseWhenBack(job.id, (sql) => releaseImportJob(sql, job.id, settings.owner))
+      outcome = released ? 'released' : 'lost'
     } else {
       jobLog.error({ err: error }, 'import failed unexpectedly')
       const problem = problemBody(
@@ -147,7 +185,7 @@ async function run(job: ImportJobRow): Promise<void> {
 }
 
 async function runExportJob(job: ExportJobRow): Promise<void> {
-  let outcome: ExportOutcome | 'error' = 'error'
+  let outcome: ExportOutcome = 'lost'
   try {
     outcome = await runExport(job, {
       sql: bookkeeping.sql,

@@ -5,18 +5,33 @@ import type { Duplex } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import autoLoad from '@fastify/autoload'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import type { DatabaseOptions } from '../plugins/db.ts'
+import type { JobFaults } from '../plugins/jobs.ts'
 import { requestId } from '../plugins/request-id.ts'
 import type { Config } from '../schemas/config.ts'
-import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemTypes, problemTypeUri } from '../schemas/problem.ts'
+import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemBody, problemTypes, problemTypeUri } from '../schemas/problem.ts'
+import { isTimestampWithZone } from '../schemas/record-formats.ts'
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 
 export interface AppOptions {
   config: Config
   database: DatabaseOptions
+  /** Faults injected by tests (plugins/jobs.ts); never set by the service itself. */
+  faults?: JobFaults
+  /**
+   * Node.js options for the job thread and its validation threads; by default they inherit the
+   * process's own. Tests pass none: the test runner's module hooks, of no use in those threads,
+   * would double the time each thread takes to start.
+   */
+  threadExecArgv?: string[]
 }
 
 /** The root plugin: every shared plugin of plugins/, then every route plugin of routes/. */
@@ -72,6 +87,21 @@ export async function buildApp(options: AppOptions, loggerInstance?: FastifyBase
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
     return503OnClosing: true,
     clientErrorHandler: answerClientError,
+    // The router's own refusals (a path it cannot decode, a path parameter over 100 characters)
+    // answer with a problem like every other error, not Fastify's plain JSON.
+    // The reply here is not yet decorated (this runs before routing), hence the body by hand.
+    frameworkErrors: (error, request, reply) => {
+      const detail =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? 'A path segment is longer than 100 characters; no route takes one that long.'
+          : 'The path cannot be decoded: each percent sign must start an escape of UTF-8 (%XX).'
+      const body = { ...problemBody('bad_request', detail), instance: String(request.id) }
+      return (reply as unknown as FastifyReply)
+        .code(body.status)
+        .type(PROBLEM_MEDIA_TYPE)
+        .header('x-request-id', body.instance)
+        .send(body)
+    },
     ajv: {
       // Report every failing field at once, and reject unknown fields instead of dropping them.
       customOptions: {
@@ -81,6 +111,9 @@ export async function buildApp(options: AppOptions, loggerInstance?: FastifyBase
         useDefaults: true,
         // A body of several shapes chosen by one property (an export's `resource`).
         discriminator: true,
+        // Timestamps that PostgreSQL can hold, by the very check import records pass (an export
+        // filter beyond them failed in the database, after the request had been accepted).
+        formats: { 'date-time-with-zone': isTimestampWithZone },
       },
     },
   }).withTypeProvider<TypeBoxTypeProvider>()

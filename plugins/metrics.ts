@@ -25,7 +25,8 @@ export default fp(
         url: '/metrics',
         method: 'GET',
         logLevel: 'warn',
-        exposeHeadRoute: false,
+        // HEAD /metrics like every other GET route (a probe may ask for the headers only).
+        exposeHeadRoute: true,
         schema: {
           tags: ['observability'],
           operationId: 'getMetrics',

@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable } from '../db/errors.ts'
 import {
@@ -90,7 +90,9 @@ function pathOf(request: FastifyRequest): string {
 
 /**
  * Adds the error responses every route can give to its OpenAPI description, unless the route
- * names them itself: 400 when it validates input, 401 under /api/, 500 everywhere.
+ * names them itself: 400 when it validates input, 413 and 415 when it reads a body (Fastify's
+ * body limit and content-type parsers answer them before the handler), 401 under /api/, 500
+ * everywhere.
  */
 function documentCommonErrors(route: RouteOptions): void {
   const schema = route.schema
@@ -99,11 +101,80 @@ function documentCommonErrors(route: RouteOptions): void {
   if (schema.body || schema.querystring || schema.params || schema.headers) {
     response[400] ??= problemResponse('The request does not match the schema; `errors` lists every failing field.')
   }
+  if (schema.body) {
+    response[413] ??= problemResponse('The body is larger than BODY_LIMIT_BYTES.')
+    response[415] ??= problemResponse('The body is of a media type this operation does not read.')
+  }
   if (route.url.startsWith('/api/') || route.url === '/metrics') {
     response[401] ??= problemResponse('An API key is required (only when the service has API_KEYS set).')
   }
   response[500] ??= problemResponse('Unexpected failure; the body is generic, the log line has the details.')
   schema.response = response
+}
+
+/** Methods in the order an Allow header lists them; methods of no route are never listed. */
+const methodOrder = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
+/** A route pattern's segments: a string, or null for a parameter (`:id`). */
+type PatternSegments = (string | null)[]
+
+function patternSegments(url: string): PatternSegments {
+  return url.split('/').map((segment) => (segment.startsWith(':') ? null : segment))
+}
+
+function matchesPattern(pattern: PatternSegments, path: string): boolean {
+  const segments = path.split('/')
+  return (
+    segments.length === pattern.length &&
+    pattern.every((segment, index) => (segment === null ? segments[index] !== '' : segment === segments[index]))
+  )
+}
+
+/**
+ * For a 405: the methods a path has routes for (HEAD included where GET is, as Fastify serves
+ * it), found by asking the router itself, so that parametric paths match as they would for a
+ * request. Two kinds of match do not count:
+ * - the router's own answer to an over-long parameter (over maxParamLength), which comes with a
+ *   handler of its own while every route shares Fastify's one route handler;
+ * - a hidden /api/ route: every real API route is in the OpenAPI document, so a hidden one is a
+ *   fallback that only words a refusal (GET /api/v1/exports/:resource/stream, for a resource that
+ *   does not exist) and makes no method of such a path "allowed". Its patterns are plain
+ *   `:name` segments, compared by shape.
+ */
+function methodsOfPaths(app: FastifyInstance): (path: string) => string[] {
+  const methods = new Set<string>()
+  const fallbacks: { method: string; pattern: PatternSegments; parameters: string }[] = []
+  let knownRoute: { method: string; url: string } | undefined
+  app.addHook('onRoute', (route) => {
+    const routeMethods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const method of routeMethods) {
+      methods.add(method)
+      if (route.schema?.hide && route.url.startsWith('/api/')) {
+        const parameters = [...route.url.matchAll(/:(\w+)/g)].map((match) => match[1]).join('/')
+        fallbacks.push({ method, pattern: patternSegments(route.url), parameters })
+      }
+      if (!knownRoute && !/[:*]/.test(route.url)) knownRoute = { method, url: route.url }
+    }
+  })
+  let routeHandler: unknown
+  app.addHook('onReady', async () => {
+    if (knownRoute)
+      routeHandler = app.findRoute({ method: knownRoute.method as HTTPMethods, url: knownRoute.url })?.handler
+  })
+  const ordered = () => [
+    ...methodOrder.filter((method) => methods.has(method)),
+    ...[...methods].filter((method) => !methodOrder.includes(method)).sort(),
+  ]
+  return (path) =>
+    ordered().filter((method) => {
+      const found = app.findRoute({ method: method as HTTPMethods, url: path })
+      if (!found || found.handler !== routeHandler) return false
+      const parameters = Object.keys(found.params).join('/')
+      return !fallbacks.some(
+        (fallback) =>
+          fallback.method === method && fallback.parameters === parameters && matchesPattern(fallback.pattern, path),
+      )
+    })
 }
 
 /**
@@ -133,8 +204,18 @@ export default fp(
       return this.code(status).type(PROBLEM_MEDIA_TYPE).send(body)
     })
 
+    const allowedMethods = methodsOfPaths(app)
     app.setNotFoundHandler((request, reply) => {
-      reply.problem('not_found', `There is no route ${request.method} ${pathOf(request)}.`)
+      const path = pathOf(request)
+      // Reached only after authentication (plugins/auth.ts answers 401 first under /api/), so
+      // the Allow header tells nothing to a caller without a key.
+      const allow = allowedMethods(path)
+      if (allow.length === 0) return reply.problem('not_found', `There is no route ${request.method} ${path}.`)
+      reply.header('allow', allow.join(', '))
+      return reply.problem(
+        'method_not_allowed',
+        `${path} does not support ${request.method}; it supports ${allow.join(', ')}.`,
+      )
     })
 
     app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -3,6 +3,111 @@ import swaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
 import packageJson from '../package.json' with { type: 'json' }
 
+/** The parts of an OpenAPI document that withServerDefaultsOptional reads. */
+interface JsonSchema {
+  $ref?: string
+  required?: string[]
+  properties?: Record<string, JsonSchema>
+  [keyword: string]: unknown
+}
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, unknown>>
+  components?: { schemas?: Record<string, JsonSchema> }
+}
+interface OpenApiOperation {
+  parameters?: { in: string; name: string; required?: boolean; schema?: JsonSchema }[]
+  requestBody?: { content?: Record<string, { schema?: JsonSchema }> }
+  responses?: Record<string, unknown>
+}
+
+const COMPONENT_PREFIX = '#/components/schemas/'
+
+/** Every schema nested in `schema` (not following $refs), itself included. */
+function* nestedSchemas(schema: unknown): Generator<JsonSchema> {
+  if (typeof schema !== 'object' || schema === null) return
+  if (Array.isArray(schema)) {
+    for (const item of schema) yield* nestedSchemas(item)
+    return
+  }
+  yield schema as JsonSchema
+  for (const [keyword, value] of Object.entries(schema)) {
+    // `default`, `enum`, `const` and `examples` hold values, not schemas.
+    if (!['default', 'enum', 'const', 'examples', 'example'].includes(keyword)) yield* nestedSchemas(value)
+  }
+}
+
+/** The names of the components that `roots` reach, directly or through other components. */
+function reachableComponents(roots: unknown[], components: Record<string, JsonSchema>): Set<string> {
+  const reached = new Set<string>()
+  const pending = [...roots]
+  while (pending.length > 0) {
+    for (const schema of nestedSchemas(pending.pop())) {
+      const name = schema.$ref?.startsWith(COMPONENT_PREFIX) ? schema.$ref.slice(COMPONENT_PREFIX.length) : undefined
+      if (name && !reached.has(name)) {
+        reached.add(name)
+        pending.push(components[name])
+      }
+    }
+  }
+  return reached
+}
+
+/**
+ * The document as a client sees it: a query parameter, header or request-body property with a
+ * `default` is optional, since the server fills it in (ajv's useDefaults) before any handler
+ * runs. The TypeBox schemas keep such a property required on purpose: `Static<>` then types it
+ * as always present, which is what a handler gets; marking it Type.Optional would type it as
+ * possibly missing and call for fallbacks that can never run. So the two views part here, in
+ * one rule for every route, and only for what a client sends: responses always carry their
+ * properties. A component that both requests and responses use cannot say both; it is refused.
+ */
+function withServerDefaultsOptional(generated: OpenApiDocument): OpenApiDocument {
+  // A copy: the generated objects may share arrays with the schemas that validate requests.
+  const document = JSON.parse(JSON.stringify(generated)) as OpenApiDocument
+  const components = document.components?.schemas ?? {}
+  const operations = Object.values(document.paths ?? {}).flatMap(
+    (methods) => Object.values(methods) as OpenApiOperation[],
+  )
+  const requestSchemas: unknown[] = []
+  for (const operation of operations) {
+    for (const parameter of operation.parameters ?? []) {
+      // A path parameter is always required (OpenAPI); none has a default.
+      if (parameter.in !== 'path' && parameter.schema?.default !== undefined) delete parameter.required
+      requestSchemas.push(parameter.schema)
+    }
+    for (const media of Object.values(operation.requestBody?.content ?? {})) requestSchemas.push(media.schema)
+  }
+  const requestComponents = reachableComponents(requestSchemas, components)
+  const responseComponents = reachableComponents(
+    operations.map((operation) => operation.responses),
+    components,
+  )
+  // Each root of what clients send, named when it is a component that responses use too.
+  const roots: { schema: unknown; sharedWithResponses?: string }[] = [
+    ...requestSchemas.map((schema) => ({ schema })),
+    ...[...requestComponents].map((name) => ({
+      schema: components[name],
+      sharedWithResponses: responseComponents.has(name) ? name : undefined,
+    })),
+  ]
+  for (const { schema: root, sharedWithResponses } of roots) {
+    for (const schema of nestedSchemas(root)) {
+      const defaulted = Object.entries(schema.properties ?? {})
+        .filter(([, property]) => property.default !== undefined)
+        .map(([property]) => property)
+      if (!schema.required?.some((property) => defaulted.includes(property))) continue
+      if (sharedWithResponses) {
+        throw new Error(
+          `components.schemas.${sharedWithResponses} has defaults and describes requests and responses too`,
+        )
+      }
+      schema.required = schema.required.filter((property) => !defaulted.includes(property))
+      if (schema.required.length === 0) delete schema.required
+    }
+  }
+  return document
+}
+
 /**
  * The OpenAPI document, generated from the routes' TypeBox schemas: served at /docs/json and
  * /docs/yaml, browsable at /docs, and committed as openapi.yaml (`make openapi`).
@@ -43,6 +148,8 @@ export default fp(
         const content = { 'multipart/form-data': { schema: { $ref: multipartBody.$id } }, ...body.content }
         return { schema: { ...schema, body: { ...body, content } }, url }
       },
+      transformObject: (generated) =>
+        withServerDefaultsOptional((generated as { openapiObject: OpenApiDocument }).openapiObject) as never,
       // Shared schemas keep their $id as their name under components.schemas.
       refResolver: {
         buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string | undefined) ?? `def-${index}`,

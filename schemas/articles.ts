@@ -80,10 +80,13 @@ export const ArticleExportFiltersSchema = Type.Object(
       }),
     ),
     published_after: Type.Optional(
-      Type.String({ format: 'date-time', description: 'published_at at or after this (drafts never match).' }),
+      Type.String({
+        format: 'date-time-with-zone',
+        description: 'published_at at or after this (drafts never match).',
+      }),
     ),
     published_before: Type.Optional(
-      Type.String({ format: 'date-time', description: 'published_at before this (drafts never match).' }),
+      Type.String({ format: 'date-time-with-zone', description: 'published_at before this (drafts never match).' }),
     ),
   },
   { $id: 'ArticleExportFilters', additionalProperties: false },

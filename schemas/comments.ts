@@ -49,8 +49,12 @@ export const CommentExportFiltersSchema = Type.Object(
   {
     article_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only comments on this article.' })),
     user_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this user’s comments.' })),
-    created_after: Type.Optional(Type.String({ format: 'date-time', description: 'created_at at or after this.' })),
-    created_before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at before this.' })),
+    created_after: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'created_at at or after this.' }),
+    ),
+    created_before: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'created_at before this.' }),
+    ),
   },
   { $id: 'CommentExportFilters', additionalProperties: false },
 )

@@ -103,6 +103,13 @@ export const ConfigSchema = Type.Object({
     description:
       'Lease of a running job, renewed while it runs: another process takes the job over this long after its owner died.',
   }),
+  JOB_MAX_ATTEMPTS: Type.Integer({
+    default: 5,
+    minimum: 1,
+    maximum: 100,
+    description:
+      'Runs of a job that may end abnormally (its process or job thread died) before the job fails with attempts_exhausted. Runs handed back at shutdown do not count.',
+  }),
   JOB_POLL_INTERVAL_MS: Type.Integer({
     default: 1000,
     minimum: 50,

@@ -71,6 +71,24 @@ export const ImportJobSchema = Type.Object(
       percent: nullableNumber('bytes_read / bytes_total, 0–100.'),
       rows_per_second: nullableNumber('Records processed per second since the job started.'),
       eta_seconds: nullableNumber('Estimated seconds left, from the byte rate; null when not running.'),
+      waiting: Type.Union(
+        [
+          Type.Object(
+            {
+              reason: stringEnum(['resource_busy', 'row_locks'], {
+                description:
+                  'resource_busy: another import of the resource is writing (imports of one resource write one at a time); row_locks: rows the job writes are locked by another transaction.',
+              }),
+              detail: Type.String({ description: 'What the job waits for, in words.' }),
+              since: nullableString('When the wait began, when known.'),
+              blocked_by: Type.Optional(Type.String({ format: 'uuid', description: 'The import job it waits for.' })),
+            },
+            { additionalProperties: false },
+          ),
+          Type.Null(),
+        ],
+        { description: 'Why the job does not advance now; null when it does (or is done).' },
+      ),
     }),
     warnings: Type.Array(Type.String(), { description: 'E.g. unknown columns that were ignored.' }),
     errors: Type.Array(ref(RecordErrorSchema), { description: 'The first 20 per-record errors.' }),
@@ -113,7 +131,10 @@ export const ImportUploadSchema = Type.Object(
   },
   {
     $id: 'ImportUpload',
-    description: 'A multipart/form-data body. Put the fields before the file part when you can.',
+    description:
+      'A multipart/form-data body: each field once, no other field, one file part. Put the fields before the file part when you can.',
+    // app/imports/intake.ts refuses any other field with a 400, as the JSON body's schema does.
+    additionalProperties: false,
   },
 )
 

@@ -21,6 +21,10 @@ export const problemTypes = {
   request_timeout: { status: 408, title: 'Request timeout' },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
+  // Only in a failed job's `error`, never an HTTP response: a source corrupt past the part read
+  // at upload (its earlier records stand), and a job whose runs kept dying (JOB_MAX_ATTEMPTS).
+  source_corrupt: { status: 422, title: 'Import source corrupt' },
+  attempts_exhausted: { status: 500, title: 'Job attempts exhausted' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>

@@ -70,10 +70,18 @@ export const UserExportFiltersSchema = Type.Object(
   {
     role: Type.Optional(stringEnum(userRoles, { description: 'Only users with this role.' })),
     active: Type.Optional(Type.Boolean({ description: 'Only active (true) or inactive (false) users.' })),
-    created_after: Type.Optional(Type.String({ format: 'date-time', description: 'created_at at or after this.' })),
-    created_before: Type.Optional(Type.String({ format: 'date-time', description: 'created_at before this.' })),
-    updated_after: Type.Optional(Type.String({ format: 'date-time', description: 'updated_at at or after this.' })),
-    updated_before: Type.Optional(Type.String({ format: 'date-time', description: 'updated_at before this.' })),
+    created_after: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'created_at at or after this.' }),
+    ),
+    created_before: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'created_at before this.' }),
+    ),
+    updated_after: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'updated_at at or after this.' }),
+    ),
+    updated_before: Type.Optional(
+      Type.String({ format: 'date-time-with-zone', description: 'updated_at before this.' }),
+    ),
   },
   { $id: 'UserExportFilters', additionalProperties: false },
 )

@@ -16,11 +16,13 @@ import {
 import { importJobView, recordErrorView } from '../../app/imports/job-view.ts'
 import { type ImportResource, importResources } from '../../app/imports/resources.ts'
 import { inspectSource, SourceRejected } from '../../app/imports/source.ts'
+import { type UnknownFieldList, UnknownFields } from '../../app/imports/unknown-fields.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
-import { acquireIdempotencyKey } from '../../app/jobs/idempotency.ts'
+import { acquireIdempotencyKey, keyLostProblem } from '../../app/jobs/idempotency.ts'
 import {
   claimIdempotencyKey,
   HEARTBEAT_MS,
+  IdempotencyKeyLost,
   type KeyState,
   releaseIdempotencyKey,
   renewIdempotencyKey,
@@ -127,8 +129,10 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       let claim: KeyState | undefined = key
         ? await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
         : undefined
+      const held = () => (key && claim?.owned ? { scope: IDEMPOTENCY_SCOPE, key, token: claim.token } : undefined)
       const heartbeat = setInterval(() => {
-        if (key && claim?.owned) void renewIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key).catch(() => {})
+        const key = held()
+        if (key) void renewIdempotencyKey(app.sql, key).catch(() => {})
       }, HEARTBEAT_MS)
       let upload: ReceivedUpload | undefined
       let created = false
@@ -168,6 +172,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const resource = importResources[options.resource] as ImportResource
         let format = options.format ?? null
         let warnings: string[] = []
+        let unknownFields: UnknownFieldList = { names: [], more: false }
         if (upload) {
           const inspection = await inspectSource(upload.path, resource, {
             declared: options.format,
@@ -176,9 +181,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
           })
           format = inspection.format
           warnings = inspection.warnings
+          unknownFields = UnknownFields.listOf(inspection.unknownFields)
         } else {
           await checkImportUrl((source as { url: string }).url, config.IMPORT_URL_ALLOW_PRIVATE)
         }
+        const heldKey = held()
         const job = await insertImportJob(
           app.db,
           {
@@ -194,16 +201,20 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
             bytes_total: upload?.sizeBytes ?? null,
             batch_size: config.BATCH_SIZE,
             warnings,
+            unknown_fields: unknownFields.names,
+            unknown_fields_more: unknownFields.more,
             idempotency_key: key ?? null,
           },
-          key ? { scope: IDEMPOTENCY_SCOPE, key, fingerprint } : undefined,
+          heldKey && { ...heldKey, fingerprint },
         )
         created = true
         request.log.info({ job_id: job.id, resource: job.resource, source: job.source_type }, 'import job created')
         return accepted(reply, job, false)
       } catch (error) {
-        if (key && claim?.owned) await releaseIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key).catch(() => {})
+        const key = held()
+        if (key) await releaseIdempotencyKey(app.sql, key).catch(() => {})
         if (error instanceof SourceRejected) throw new ProblemError('unprocessable', `${capitalize(error.message)}.`)
+        if (error instanceof IdempotencyKeyLost) throw keyLostProblem()
         throw error
       } finally {
         clearInterval(heartbeat)
@@ -315,11 +326,17 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: JobIdParamsSchema,
         response: {
           200: {
-            description: 'A file of the source’s format with only the failed records, byte for byte.',
+            description:
+              'A file of the source’s format with only the failed records, byte for byte (a JSON element that was not valid JSON comes back as it was).',
             content: {
               'text/csv': { schema: { type: 'string' } },
               'application/x-ndjson': { schema: { type: 'string' } },
-              'application/json': { schema: { type: 'string' } },
+              'application/json': {
+                schema: {
+                  type: 'array',
+                  items: { description: 'A rejected element as uploaded: an object, or the value that was not one.' },
+                },
+              },
             },
           },
           404: problemResponse('No import job has this id.'),

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { stringEnum } from '../../schemas/common.ts'
-import { buildTestApp, capturingLogger } from '../helper.ts'
+import { assertProblem, buildTestApp, capturingLogger } from '../helper.ts'
 
 const problemType = (code: string) => `urn:bulk-io:problem:${code.replaceAll('_', '-')}`
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
@@ -267,4 +267,110 @@ t.test('an invalid incoming X-Request-Id is replaced by a new UUID', async (t) =
     t.match(echoed, uuid, `${given.slice(0, 20)} is replaced`)
     t.equal(response.json().instance, echoed)
   }
+})
+
+// ---------------------------------------------------------------------------------------------
+// 405: a path that exists, with a method it does not have
+
+const jobId = '6f1c2a7e-3b0d-4c61-9d1e-2f5b8a9c0d14'
+
+t.test('a method a path does not have answers 405 with Allow listing the methods it has', async (t) => {
+  const app = await buildTestApp(t)
+  const cases: [string, string, string, string][] = [
+    ['DELETE', '/api/v1/imports', '/api/v1/imports', 'GET, HEAD, POST'],
+    ['PUT', `/api/v1/imports/${jobId}`, `/api/v1/imports/${jobId}`, 'GET, HEAD'],
+    ['PATCH', '/api/v1/imports/not-even-a-uuid?x=1', '/api/v1/imports/not-even-a-uuid', 'GET, HEAD'],
+    ['GET', `/api/v1/imports/${jobId}/cancel`, `/api/v1/imports/${jobId}/cancel`, 'POST'],
+    ['POST', '/api/v1/exports/users/stream?format=csv', '/api/v1/exports/users/stream', 'GET, HEAD'],
+    ['OPTIONS', '/api/v1/exports', '/api/v1/exports', 'GET, HEAD, POST'],
+    ['DELETE', `/api/v1/exports/${jobId}/download`, `/api/v1/exports/${jobId}/download`, 'GET, HEAD'],
+    ['POST', '/health', '/health', 'GET, HEAD'],
+    ['PUT', '/docs/json', '/docs/json', 'GET, HEAD'],
+  ]
+  for (const [method, url, path, allow] of cases) {
+    const response = await app.inject({ method: method as 'GET', url })
+    t.comment(`${method} ${url}`)
+    assertProblem(t, response, 'method_not_allowed', `${path} does not support ${method}; it supports ${allow}.`)
+    t.equal(response.headers.allow, allow, 'Allow lists the methods of the path')
+  }
+})
+
+t.test('a HEAD on a path without GET answers 405 with Allow and no body', async (t) => {
+  const app = await buildTestApp(t)
+  const response = await app.inject({ method: 'HEAD', url: `/api/v1/imports/${jobId}/cancel` })
+  t.equal(response.statusCode, 405)
+  t.equal(response.headers.allow, 'POST')
+  t.equal(response.body, '')
+})
+
+t.test('a path no route has answers 404, whatever the method', async (t) => {
+  const app = await buildTestApp(t)
+  for (const [method, url] of [
+    ['GET', '/nothing'],
+    ['DELETE', '/nothing'],
+    ['POST', '/api/v2/imports'],
+    ['PUT', `/api/v1/imports/${jobId}/unknown`],
+    // The router's own refusal of a GET (a parameter over 100 characters) is not a route either.
+    ['DELETE', `/api/v1/imports/${'x'.repeat(150)}`],
+  ]) {
+    const response = await app.inject({ method: method as 'GET', url })
+    t.comment(`${method} ${url}`)
+    assertProblem(t, response, 'not_found', `There is no route ${method} ${url}.`)
+    t.notOk(response.headers.allow)
+  }
+})
+
+t.test('a stream of an unknown resource is not a path with methods: 404 for other methods', async (t) => {
+  // GET answers it (routes/exports: a hidden catch-all that words a clear 400); it makes no
+  // method "allowed" on /api/v1/exports/<anything>/stream.
+  const app = await buildTestApp(t)
+  const get = await app.inject({ url: '/api/v1/exports/posts/stream' })
+  t.equal(get.statusCode, 400)
+  const post = await app.inject({ method: 'POST', url: '/api/v1/exports/posts/stream' })
+  assertProblem(t, post, 'not_found', 'There is no route POST /api/v1/exports/posts/stream.')
+  t.notOk(post.headers.allow)
+})
+
+t.test('with API_KEYS set, a 405 needs a key first: 401 without one, never revealing the path', async (t) => {
+  const app = await buildTestApp(t, { environment: { API_KEYS: 'first-key-0123456789' } })
+  const anonymous = await app.inject({ method: 'DELETE', url: '/api/v1/imports' })
+  assertProblem(t, anonymous, 'unauthorized', 'Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.')
+  t.notOk(anonymous.headers.allow, 'no Allow header before authentication')
+  const unknown = await app.inject({ method: 'DELETE', url: '/api/v1/nothing' })
+  t.equal(unknown.statusCode, 401, 'an unknown path gets the same 401')
+
+  const authenticated = await app.inject({
+    method: 'DELETE',
+    url: '/api/v1/imports',
+    headers: { authorization: 'Bearer first-key-0123456789' },
+  })
+  assertProblem(
+    t,
+    authenticated,
+    'method_not_allowed',
+    '/api/v1/imports does not support DELETE; it supports GET, HEAD, POST.',
+  )
+  t.equal(authenticated.headers.allow, 'GET, HEAD, POST')
+})
+
+t.test('paths the router refuses before any route answer 400 problems, not Fastify’s own JSON', async (t) => {
+  const app = await buildTestApp(t)
+  assertProblem(
+    t,
+    await app.inject({ url: '/api/v1/imports/%zz' }),
+    'bad_request',
+    'The path cannot be decoded: each percent sign must start an escape of UTF-8 (%XX).',
+  )
+  assertProblem(
+    t,
+    await app.inject({ url: '/api/v1/imports/%ED%A0%80/errors' }),
+    'bad_request',
+    'The path cannot be decoded: each percent sign must start an escape of UTF-8 (%XX).',
+  )
+  assertProblem(
+    t,
+    await app.inject({ url: `/api/v1/imports/${'a'.repeat(150)}` }),
+    'bad_request',
+    'A path segment is longer than 100 characters; no route takes one that long.',
+  )
 })

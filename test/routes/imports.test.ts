@@ -6,10 +6,18 @@ import { parse as parseCsv } from 'csv-parse/sync'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { isPrivateAddress } from '../../app/imports/download.ts'
-import { generate } from '../../bench/generate.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
 import { problemTypeUri } from '../../schemas/problem.ts'
-import { assertProblem, buildTestApp, importAndWait, uploadImport, waitForImport } from '../helper.ts'
+import {
+  assertProblem,
+  buildTestApp,
+  countRows,
+  generated,
+  importAndWait,
+  uploadImport,
+  usersCsv,
+  waitForImport,
+} from '../helper.ts'
 
 // The import job API (SPEC §4): create, follow, list, errors, failed records, events, cancel,
 // dry runs and URL imports.
@@ -19,18 +27,6 @@ const isoTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
 function sha256(bytes: Buffer | string): string {
   return createHash('sha256').update(bytes).digest('hex')
-}
-
-/** A users CSV of `count` valid rows (user1@example.com …). */
-function usersCsv(count: number, lineEnding = '\n'): string {
-  const rows = ['email,name,role']
-  for (let index = 1; index <= count; index++) rows.push(`user${index}@example.com,User ${index},reader`)
-  return rows.join(lineEnding) + lineEnding
-}
-
-async function countRows(app: FastifyInstance, table: 'users' | 'articles' | 'comments'): Promise<number> {
-  const [row] = await app.sql<{ count: number }[]>`select count(*)::int as count from ${app.sql(table)}`
-  return row?.count ?? -1
 }
 
 async function startedApp(t: Test, environment: Record<string, string> = {}): Promise<FastifyInstance> {
@@ -75,6 +71,7 @@ t.test('an upload answers 202 with Location and the queued job in the SPEC shape
       percent: 0,
       rows_per_second: null,
       eta_seconds: null,
+      waiting: null,
     },
     warnings: [],
     errors: [],
@@ -567,12 +564,6 @@ t.test('cancelling a cancelled job answers a 409 problem', async (t) => {
   const response = await app.inject({ method: 'POST', url: `/api/v1/imports/${id}/cancel` })
   assertProblem(t, response, 'conflict', 'The job is already cancelled.')
 })
-
-async function generated(options: Parameters<typeof generate>[0]): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of generate(options)) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
-}
 
 t.test('cancelling a running job stops it at a batch boundary; committed batches stay', async (t) => {
   const app = await startedApp(t, { BATCH_SIZE: '100' })

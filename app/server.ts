@@ -56,6 +56,9 @@ export async function startService(config: Config, logger: Logger = createLogger
         : `embedded PostgreSQL was already running on 127.0.0.1:${embedded.port}; reusing it (\`make stop\` stops it)`,
     )
     databaseUrl = embedded.url
+    // Whatever way the process ends (a shutdown that times out, a second signal, an error while
+    // stopping), the PostgreSQL it started must not be left running on its own.
+    if (embedded.startedHere) process.once('exit', embedded.stopNow)
   }
 
   let app: FastifyInstance | undefined

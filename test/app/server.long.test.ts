@@ -97,6 +97,28 @@ t.test('a shutdown that outlasts SHUTDOWN_TIMEOUT_MS exits 1', async (t) => {
   t.ok(server.logs.some((line) => String(line.msg).includes('killed by timeout')))
 })
 
+t.test('a shutdown that times out still stops the embedded PostgreSQL it started', async (t) => {
+  const directory = path.join(scratchDirectory(), 'postgres')
+  t.teardown(() => stopEmbeddedPostgres(directory))
+  const server = startServerProcess(t, {
+    EMBEDDED_DATABASE_DIR: directory,
+    SHUTDOWN_DRAIN_DELAY_MS: '10000',
+    SHUTDOWN_TIMEOUT_MS: '300',
+    ...fileDirectories(),
+  })
+  await server.waitForLog((line) => line.msg === 'ready')
+  t.ok(await embeddedPostgresUrl(directory), 'the embedded server runs')
+  server.child.kill('SIGTERM')
+  t.equal((await server.exited).code, 1, 'the shutdown timed out')
+  // PostgreSQL's fast shutdown, asked for as the process exits, completes on its own.
+  const deadline = Date.now() + 15_000
+  while (existsSync(path.join(directory, 'postmaster.pid')) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.notOk(existsSync(path.join(directory, 'postmaster.pid')), 'no orphaned PostgreSQL is left running')
+  t.equal(await embeddedPostgresUrl(directory), null)
+})
+
 t.test(
   'during a drain, /ready turns 503 at once, in-flight requests finish, then connections are refused',
   async (t) => {

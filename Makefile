@@ -7,7 +7,7 @@ SHELL := /bin/bash
 DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
 
 .DEFAULT_GOAL := help
-.PHONY: deps runtime-deps help dev stop run build test test-api test-coverage fmt lint vet check generate openapi \
+.PHONY: deps runtime-deps help dev stop run build test test-long test-api test-coverage fuzz fmt lint vet check generate openapi \
 	migrate-up migrate-down db-reset db-shell bench-import bench-export bench-startup clean clean-all
 
 # Two levels of install: running the service needs only the production dependencies (with the
@@ -47,14 +47,28 @@ run: runtime-deps ## Run the service in the foreground (JSON logs; embedded Post
 build: deps vet ## Check everything a deployment needs: types and generated files (Node runs the TypeScript sources; there is nothing to compile)
 	node scripts/generated-files.ts --check
 
-test: deps vet ## Type-check, then run every test (TEST_DATABASE_URL, else an embedded PostgreSQL)
-	tap
+# Tests that take minutes by design (kill -9 and restarts, database faults, lock waits held for
+# seconds, the differential and hostile corpora) are named *.long.test.ts: `make test` leaves them
+# out to stay fast, `make test-long` runs them, and CI runs both.
+LONG_TESTS = $(shell find test -name '*.long.test.ts' | sort)
+# Test files run three at a time (each mostly waits on PostgreSQL and on threads starting); Node
+# caches the modules it compiles (TypeScript included) across the many processes and threads.
+TAP = NODE_COMPILE_CACHE=$(CURDIR)/.data/compile-cache tap --jobs=3
+
+test: deps vet ## Type-check, then run every test but the long ones (TEST_DATABASE_URL, else an embedded PostgreSQL)
+	$(TAP) --disable-coverage --exclude='test/**/*.long.test.ts'
+
+test-long: deps ## Run the long tests: kill -9 and restarts, database faults, lock waits, the differential and hostile corpora
+	$(TAP) --jobs=2 --disable-coverage --timeout=900 $(LONG_TESTS)
 
 test-api: deps ## Run only the tests that start the real server process and talk HTTP to it
-	tap test/app/*.test.ts
+	$(TAP) --disable-coverage test/app/*.test.ts
+
+fuzz: deps ## Run the property-based tests with FUZZ_FACTOR (10) times CI's examples and a fresh seed (FUZZ_SEED=n reruns one)
+	FUZZ_FACTOR=$${FUZZ_FACTOR:-10} $(TAP) --disable-coverage --timeout=3600 $$(find test -name '*.property.test.ts' | sort)
 
 test-coverage: deps ## Run every test with a coverage report (text, and HTML in coverage/)
-	tap --coverage-report=text --coverage-report=html
+	$(TAP) --coverage-report=text --coverage-report=html
 
 fmt: deps ## Format the code and sort imports (Biome)
 	biome check --write .
@@ -96,7 +110,7 @@ bench-startup: runtime-deps ## Time from start to /ready 200, cold and warm, emb
 	bash bench/startup.sh
 
 clean: ## Remove test and coverage output
-	rm -rf .tap coverage .data/test .data/test-postgres
+	rm -rf .tap coverage .data/test .data/test-postgres .data/compile-cache
 
 clean-all: clean stop ## Also remove node_modules, the embedded database's data and the import/export directories
 	rm -rf node_modules .data imports exports

@@ -6,9 +6,12 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { pino } from 'pino'
+import postgres from 'postgres'
 import type { Test } from 'tap'
 import { buildApp } from '../app/app.ts'
+import { generate } from '../bench/generate.ts'
 import { loadConfig } from '../plugins/config.ts'
+import type { JobFaults } from '../plugins/jobs.ts'
 import type { Config } from '../schemas/config.ts'
 import type { ImportJob } from '../schemas/imports.ts'
 import { type ProblemCode, problemTypes, problemTypeUri } from '../schemas/problem.ts'
@@ -65,6 +68,8 @@ export interface TestAppOptions {
   logger?: FastifyBaseLogger
   /** Called before `ready()`, e.g. to add a fixture route that exercises a plugin. */
   beforeReady?: (app: FastifyInstance) => void | Promise<void>
+  /** Faults to inject (plugins/jobs.ts). */
+  faults?: JobFaults
 }
 
 /**
@@ -74,7 +79,13 @@ export interface TestAppOptions {
 export async function buildTestApp(t: TestHost, options: TestAppOptions = {}): Promise<FastifyInstance> {
   const url = options.databaseUrl ?? (await createTestDatabase(t))
   const app = await buildApp(
-    { config: testConfig(options.environment), database: { url, mode: 'external' } },
+    {
+      config: testConfig(options.environment),
+      database: { url, mode: 'external' },
+      faults: options.faults,
+      // Threads start without tap's module hooks (mock, processinfo): twice as fast, the same code.
+      threadExecArgv: [],
+    },
     options.logger,
   )
   t.teardown(() => app.close())
@@ -205,6 +216,21 @@ export function multipartBody(options: Omit<UploadOptions, 'headers'>): { payloa
   return { payload: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` }
 }
 
+/** A users CSV of `count` valid rows: <prefix>1@example.com, "User 1", reader; and so on. */
+export function usersCsv(count: number, options: { prefix?: string; lineEnding?: string } = {}): string {
+  const { prefix = 'user', lineEnding = '\n' } = options
+  const rows = ['email,name,role']
+  for (let index = 1; index <= count; index++) rows.push(`${prefix}${index}@example.com,User ${index},reader`)
+  return rows.join(lineEnding) + lineEnding
+}
+
+/** How many rows a query returns, or a table holds (a bare table name). */
+export async function countRows(app: FastifyInstance, query: string): Promise<number> {
+  const from = /^\w+$/.test(query) ? `select 1 from ${query}` : query
+  const [row] = await app.sql.unsafe<{ count: number }[]>(`select count(*)::int as count from (${from}) counted`)
+  return row?.count ?? -1
+}
+
 /** POST /api/v1/imports with an upload, through app.inject. */
 export function uploadImport(app: FastifyInstance, options: UploadOptions) {
   const { payload, contentType } = multipartBody(options)
@@ -255,4 +281,46 @@ export function assertProblem(
     code,
     ...extensions,
   })
+}
+
+/** A generated file (bench/generate.ts) in memory: realistic records, deterministic by seed. */
+export async function generated(options: Parameters<typeof generate>[0]): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of generate(options)) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+/** Polls `probe` every 20 ms until it gives a value; fails after `timeoutMs`, naming `what`. */
+export async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Uploads a file and expects 202: the created job. */
+export async function startImport(
+  app: FastifyInstance,
+  resource: string,
+  file: Buffer | string,
+  filename = 'data.csv',
+): Promise<ImportJob> {
+  const response = await uploadImport(app, { resource, file, filename })
+  if (response.statusCode !== 202) throw new Error(`upload refused: ${response.statusCode} ${response.body}`)
+  return response.json<ImportJob>()
+}
+
+/** GET /api/v1/imports/:id, as the API shows it. */
+export async function importJob(app: FastifyInstance, id: string): Promise<ImportJob> {
+  return (await app.inject({ url: `/api/v1/imports/${id}` })).json<ImportJob>()
+}
+
+/** A connection of the test's own to a database (another client of it), closed at teardown. */
+export async function outsiderConnection(t: TestHost, databaseUrl: string) {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
+  t.teardown(() => sql.end({ timeout: 1 }))
+  return sql.reserve()
 }

@@ -53,6 +53,35 @@ function reachableComponents(roots: unknown[], components: Record<string, JsonSc
 }
 
 /**
+ * Each discriminator of the document with its mapping (tag value → schema), which generated
+ * clients need to tell the shapes apart. The validating schemas cannot carry it (Ajv refuses a
+ * mapping), so it is derived here from the single value each shape allows for the tag.
+ */
+function withDiscriminatorMappings(document: OpenApiDocument): OpenApiDocument {
+  type Shape = { properties?: Record<string, { enum?: unknown[]; const?: unknown }> }
+  type Tagged = {
+    oneOf?: { $ref?: string }[]
+    discriminator?: { propertyName: string; mapping?: Record<string, string> }
+  }
+  const components = (document.components?.schemas ?? {}) as Record<string, Tagged & Shape>
+  for (const schema of Object.values(components)) {
+    if (!schema.discriminator || schema.discriminator.mapping || !schema.oneOf) continue
+    const mapping: Record<string, string> = {}
+    for (const { $ref } of schema.oneOf) {
+      const name = $ref?.replace('#/components/schemas/', '')
+      const tag: { enum?: unknown[]; const?: unknown } | undefined = name
+        ? components[name]?.properties?.[schema.discriminator.propertyName]
+        : undefined
+      const value = tag?.const ?? (tag?.enum?.length === 1 ? tag.enum[0] : undefined)
+      if (typeof value !== 'string' || !$ref) throw new Error(`discriminator: ${$ref} allows no single tag value`)
+      mapping[value] = $ref
+    }
+    schema.discriminator.mapping = mapping
+  }
+  return document
+}
+
+/**
  * The document as a client sees it: a query parameter, header or request-body property with a
  * `default` is optional, since the server fills it in (ajv's useDefaults) before any handler
  * runs. The TypeBox schemas keep such a property required on purpose: `Static<>` then types it
@@ -149,7 +178,9 @@ export default fp(
         return { schema: { ...schema, body: { ...body, content } }, url }
       },
       transformObject: (generated) =>
-        withServerDefaultsOptional((generated as { openapiObject: OpenApiDocument }).openapiObject) as never,
+        withDiscriminatorMappings(
+          withServerDefaultsOptional((generated as { openapiObject: OpenApiDocument }).openapiObject),
+        ) as never,
       // Shared schemas keep their $id as their name under components.schemas.
       refResolver: {
         buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string | undefined) ?? `def-${index}`,

@@ -151,3 +151,26 @@ t.test('the multipart upload form is closed, as the service refuses unknown fiel
   t.same(form, { $ref: '#/components/schemas/ImportUpload' })
   t.equal(document.components.schemas.ImportUpload?.additionalProperties, false)
 })
+
+t.test('the export request says which resource picks which shape (a discriminator mapping)', async (t) => {
+  const document = await servedDocument(t)
+  const request = document.components.schemas.ExportRequest as Schema & {
+    discriminator?: { propertyName: string; mapping?: Record<string, string> }
+  }
+  t.same(request.discriminator, {
+    propertyName: 'resource',
+    mapping: {
+      users: '#/components/schemas/UsersExportRequest',
+      articles: '#/components/schemas/ArticlesExportRequest',
+      comments: '#/components/schemas/CommentsExportRequest',
+    },
+  })
+  // And the service still validates with it: a users body with an article filter is refused.
+  const app = await buildTestApp(t)
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/v1/exports',
+    payload: { resource: 'users', filters: { tag: 'x' } },
+  })
+  t.equal(response.statusCode, 400)
+})

@@ -120,6 +120,7 @@ export interface ExportJobsTable {
   file_name: ColumnType<string | null, never, string | null>
   expires_at: ColumnType<Date | null, never, Date | null>
   file_deleted_at: ColumnType<Date | null, never, Date | null>
+  downloaded_at: ColumnType<Date | null, never, Date | null>
   error: ColumnType<Record<string, unknown> | null, never, Record<string, unknown> | null>
   lease_owner: ColumnType<string | null, never, string | null>
   lease_expires_at: ColumnType<Date | null, never, Date | null>
@@ -289,12 +290,20 @@ export async function failExhaustedExportJobs(
   return rows.map((row) => row.id)
 }
 
+/** Notes that an export's file was delivered (the first time only). */
+export async function markExportDownloaded(sql: Sql, jobId: string): Promise<void> {
+  await sql`update export_jobs set downloaded_at = now() where id = ${jobId} and downloaded_at is null`
+}
+
 /**
- * Marks the expired files deleted and returns their names (the caller removes them). Several
- * processes may sweep at once: each file is returned to one of them.
+ * Marks up to `limit` expired exports as swept: their file names (for the caller to delete), their
+ * resources, and whether each was ever downloaded.
  */
-export async function sweepExpiredExports(sql: Sql, limit = 100): Promise<string[]> {
-  const rows = await sql<{ file_name: string }[]>`
+export async function sweepExpiredExports(
+  sql: Sql,
+  limit = 100,
+): Promise<{ fileName: string; resource: string; fetched: boolean }[]> {
+  return sql`
     update export_jobs set file_deleted_at = now()
     where id in (
       select id from export_jobs
@@ -303,6 +312,5 @@ export async function sweepExpiredExports(sql: Sql, limit = 100): Promise<string
       for update skip locked
       limit ${limit}
     )
-    returning file_name`
-  return rows.map((row) => row.file_name)
+    returning file_name as "fileName", resource, downloaded_at is not null as fetched`
 }

@@ -68,3 +68,32 @@ export const JOB_CHANNEL = 'import_jobs'
 export async function notifyJobRunners(transaction: Transaction<Database>, jobId: string): Promise<void> {
   await kyselySql`select pg_notify(${JOB_CHANNEL}, ${jobId})`.execute(transaction)
 }
+
+/** A job's state as the metrics count it: waiting is a queued or running job that waits its turn. */
+export type JobGaugeStatus = 'queued' | 'running' | 'waiting'
+
+/**
+ * Jobs not yet done, by kind and state, across every process (for /metrics): waiting counts the
+ * imports that wait for their resource or for row locks (progress.waiting), or for their retry
+ * time after being deferred.
+ */
+export async function unfinishedJobCounts(
+  sql: Sql,
+): Promise<{ kind: 'import' | 'export'; status: JobGaugeStatus; count: number }[]> {
+  return sql`
+    select 'import' as kind,
+      case when waiting is not null or not_before > now() then 'waiting' else status end as status,
+      count(*)::int as count
+    from import_jobs where status in ('queued', 'running') group by 1, 2
+    union all
+    select 'export', status, count(*)::int from export_jobs where status in ('queued', 'running') group by 1, 2`
+}
+
+/** The service's connections to its database (every process), by pool (application_name) and state. */
+export async function serviceConnectionCounts(sql: Sql): Promise<{ pool: string; state: string; count: number }[]> {
+  return sql`
+    select application_name as pool, coalesce(state, 'unknown') as state, count(*)::int as count
+    from pg_stat_activity
+    where datname = current_database() and application_name like 'bulk-io%'
+    group by 1, 2`
+}

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { connect, type Sql } from '../db/connection.ts'
+import { exportFormats, exportResourceNames } from '../schemas/exports.ts'
 
 export type ExportMode = 'stream' | 'async'
 
@@ -63,6 +64,16 @@ export default fp(
       help: 'Streaming exports being sent by this process, by resource.',
       labelNames: ['resource'],
     })
+    // Every series from the start, at zero (rates and alerts have data before the first export).
+    for (const resource of exportResourceNames) {
+      streamsInProgress.set({ resource }, 0)
+      for (const format of exportFormats) {
+        for (const mode of ['stream', 'async']) {
+          rowsTotal.inc({ resource, format, mode }, 0)
+          bytesTotal.inc({ resource, format, mode }, 0)
+        }
+      }
+    }
     let streams = 0
 
     app.decorate('exports', {

@@ -14,6 +14,8 @@ import {
 } from '../db/exports.ts'
 import { claimImportJob, failExhaustedImportJobs, type ImportJobRow, releaseLostImportRun } from '../db/imports.ts'
 import { hasClaimableJob, JOB_CHANNEL, renewClaim } from '../db/jobs.ts'
+import { importFormats } from '../schemas/imports.ts'
+import { resourceNames } from '../schemas/jobs.ts'
 import { problemBody } from '../schemas/problem.ts'
 
 /**
@@ -56,8 +58,8 @@ export default fp(
     const client = app.metrics.client
     const recordsTotal = new client.Counter({
       name: 'bulkio_import_records_total',
-      help: 'Import records processed, by resource and outcome (inserted, updated, failed).',
-      labelNames: ['resource', 'outcome'],
+      help: 'Import records processed, by resource, format and outcome (inserted, updated, failed).',
+      labelNames: ['resource', 'format', 'outcome'],
     })
     const jobsStarted = new client.Counter({
       name: 'bulkio_import_jobs_started_total',
@@ -88,9 +90,38 @@ export default fp(
     })
     const bytesRead = new client.Counter({
       name: 'bulkio_import_bytes_read_total',
-      help: 'Bytes of import sources read (as stored: compressed when gzip), by resource.',
-      labelNames: ['resource'],
+      help: 'Bytes of import sources read (as stored: compressed when gzip), by resource and format.',
+      labelNames: ['resource', 'format'],
     })
+    const claims = new client.Counter({
+      name: 'bulkio_job_claims_total',
+      help: "Job runs claimed by this process, by kind and attempt: first, or again (a takeover of a dead owner's job, or a retry after a crash).",
+      labelNames: ['kind', 'attempt'],
+    })
+    const exhaustedTotal = new client.Counter({
+      name: 'bulkio_jobs_exhausted_total',
+      help: 'Jobs failed with attempts_exhausted (JOB_MAX_ATTEMPTS runs that each ended abnormally), by kind.',
+      labelNames: ['kind'],
+    })
+    const expiredTotal = new client.Counter({
+      name: 'bulkio_exports_expired_total',
+      help: 'Export files deleted at expiry, by resource and whether they were ever downloaded (fetched: true, false).',
+      labelNames: ['resource', 'fetched'],
+    })
+    // Every known series from the start, at zero: a rate or an alert over them has data before
+    // the first event (an alert on exhausted jobs, say, rather than on their absence).
+    for (const resource of resourceNames) {
+      for (const format of importFormats) {
+        for (const outcome of ['inserted', 'updated', 'failed']) recordsTotal.inc({ resource, format, outcome }, 0)
+        bytesRead.inc({ resource, format }, 0)
+      }
+      for (const status of ['completed', 'failed', 'cancelled']) jobsFinished.inc({ resource, status }, 0)
+      for (const fetched of ['true', 'false']) expiredTotal.inc({ resource, fetched }, 0)
+    }
+    for (const kind of ['import', 'export']) {
+      for (const attempt of ['first', 'again']) claims.inc({ kind, attempt }, 0)
+      exhaustedTotal.inc({ kind }, 0)
+    }
     const data: JobThreadData = {
       databaseUrl: app.database.url,
       owner,
@@ -118,13 +149,16 @@ export default fp(
     const onMetric = (message: ThreadMetric) => {
       switch (message.type) {
         case 'records':
-          recordsTotal.inc({ resource: message.resource, outcome: message.outcome }, message.count)
+          recordsTotal.inc(
+            { resource: message.resource, format: message.format, outcome: message.outcome },
+            message.count,
+          )
           break
         case 'stage':
           batchSeconds.observe({ resource: message.resource, stage: message.stage }, message.seconds)
           break
         case 'bytes':
-          bytesRead.inc({ resource: message.resource }, message.bytes)
+          bytesRead.inc({ resource: message.resource, format: message.format }, message.bytes)
           break
         case 'exported':
           app.exports.metrics.finished(
@@ -170,6 +204,7 @@ export default fp(
 
     /** Runs a claimed job to its end; a run lost with its thread goes back to the queue, counted. */
     async function runClaimed(claimed: ThreadJob): Promise<ThreadOutcome> {
+      claims.inc({ kind: claimed.kind, attempt: claimed.job.attempts > 1 ? 'again' : 'first' })
       const { thread, own } = await threadFor(claimed.job.attempts)
       // A thread of its own took a while to load (seconds, on a busy machine), and the job's
       // lease ran meanwhile: renew it before the run, or this process would find the job
@@ -247,6 +282,8 @@ export default fp(
     async function failExhaustedJobs(): Promise<void> {
       const imports = await failExhaustedImportJobs(app.sql, config.JOB_MAX_ATTEMPTS, exhausted)
       const exports = await failExhaustedExportJobs(app.sql, config.JOB_MAX_ATTEMPTS, exhausted)
+      if (imports.length) exhaustedTotal.inc({ kind: 'import' }, imports.length)
+      if (exports.length) exhaustedTotal.inc({ kind: 'export' }, exports.length)
       for (const id of imports) {
         app.log.error({ job_id: id, attempts: config.JOB_MAX_ATTEMPTS }, 'import failed: attempts exhausted')
       }
@@ -258,9 +295,10 @@ export default fp(
     /** Deletes the files of expired exports (any process may do it; each file is swept once). */
     async function sweepExports(): Promise<void> {
       try {
-        for (const fileName of await sweepExpiredExports(app.sql)) {
+        for (const { fileName, resource, fetched } of await sweepExpiredExports(app.sql)) {
           await rm(path.join(app.storage.exportDir, fileName), { force: true })
-          app.log.info({ file: fileName }, 'expired export file deleted')
+          expiredTotal.inc({ resource, fetched: String(fetched) })
+          app.log.info({ file: fileName, fetched }, 'expired export file deleted')
         }
       } catch (error) {
         app.log.warn({ err: error }, 'sweeping expired exports failed; retrying later')

@@ -47,9 +47,9 @@ const CONTROL_INTERVAL_MS = 1000
 const RESOURCE_BUSY_RETRY_MS = 1000
 
 export interface ImportMetrics {
-  records(resource: string, outcome: 'inserted' | 'updated' | 'failed', count: number): void
+  records(resource: string, format: ImportFormat, outcome: 'inserted' | 'updated' | 'failed', count: number): void
   batchStage(resource: string, stage: 'parse' | 'validate' | 'write', seconds: number): void
-  bytesRead(resource: string, bytes: number): void
+  bytesRead(resource: string, format: ImportFormat, bytes: number): void
 }
 
 /** Fetches a URL source into IMPORT_DIR (app/imports/download.ts); `signal` stops it. */
@@ -236,9 +236,9 @@ async function execute(
     cancel: control.cancel.signal,
     counters,
     onCommitted: (name: string, committed: { inserted: number; updated: number; failed: number; seconds: number }) => {
-      run.metrics.records(name, 'inserted', committed.inserted)
-      run.metrics.records(name, 'updated', committed.updated)
-      run.metrics.records(name, 'failed', committed.failed)
+      run.metrics.records(name, format, 'inserted', committed.inserted)
+      run.metrics.records(name, format, 'updated', committed.updated)
+      run.metrics.records(name, format, 'failed', committed.failed)
       run.metrics.batchStage(name, 'write', committed.seconds)
     },
     showWaiting: (waiting: JobWaiting | null) => setImportWaiting(run.sql, job.id, run.owner, waiting),
@@ -278,7 +278,7 @@ async function execute(
     if (!next) return null
     const result = await next.result
     if (next.bytesRead > bytesCounted) {
-      run.metrics.bytesRead(resource.name, next.bytesRead - bytesCounted)
+      run.metrics.bytesRead(resource.name, format, next.bytesRead - bytesCounted)
       bytesCounted = next.bytesRead
     }
     run.metrics.batchStage(resource.name, 'parse', result.parseMs / 1000)

@@ -53,9 +53,9 @@ export type ToJobThread =
 
 export type FromJobThread =
   | { type: 'finished'; jobId: string; outcome: RunOutcome | ExportOutcome }
-  | { type: 'records'; resource: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
+  | { type: 'records'; resource: string; format: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
   | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
-  | { type: 'bytes'; resource: string; bytes: number }
+  | { type: 'bytes'; resource: string; format: string; bytes: number }
   | { type: 'exported'; resource: string; format: string; rows: number; bytes: number; seconds: number }
   | { type: 'ready' }
   | { type: 'closed' }
@@ -96,9 +96,9 @@ const stopping = new AbortController()
 const running = new Set<Promise<void>>()
 
 const metrics: ImportMetrics = {
-  records: (resource, outcome, count) => count && post({ type: 'records', resource, outcome, count }),
+  records: (resource, format, outcome, count) => count && post({ type: 'records', resource, format, outcome, count }),
   batchStage: (resource, stage, seconds) => post({ type: 'stage', resource, stage, seconds }),
-  bytesRead: (resource, bytes) => post({ type: 'bytes', resource, bytes }),
+  bytesRead: (resource, format, bytes) => post({ type: 'bytes', resource, format, bytes }),
 }
 
 /** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */

@@ -9,7 +9,13 @@ import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
 import { exportFileName, exportMediaTypes } from '../../app/exports/resources.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
 import { acquireIdempotencyKey, keyLostProblem } from '../../app/jobs/idempotency.ts'
-import { type ExportJobRow, findExportJob, insertExportJob, listExportJobs } from '../../db/exports.ts'
+import {
+  type ExportJobRow,
+  findExportJob,
+  insertExportJob,
+  listExportJobs,
+  markExportDownloaded,
+} from '../../db/exports.ts'
 import { claimIdempotencyKey, IdempotencyKeyLost, releaseIdempotencyKey } from '../../db/idempotency.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
@@ -241,6 +247,8 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           `attachment; filename="${exportFileName(job.resource, job.format, job.finished_at ?? job.created_at, gzip)}"`,
         )
         .type(gzip ? 'application/gzip' : exportMediaTypes[job.format])
+      // Delivered (or already held by the client): the export served its purpose.
+      await markExportDownloaded(app.sql, job.id)
       if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
       if (range) {
         reply

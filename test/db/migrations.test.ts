@@ -6,7 +6,13 @@ import { connect, type DatabaseConnection } from '../../db/connection.ts'
 import { migrateDown, migrateToLatest, pendingMigrations } from '../../db/migrator.ts'
 import { createTestDatabase } from '../db.ts'
 
-const migrations = ['0001_resource_tables', '0002_import_jobs', '0003_export_jobs', '0004_job_hardening', '0005_export_downloads']
+const migrations = [
+  '0001_resource_tables',
+  '0002_import_jobs',
+  '0003_export_jobs',
+  '0004_job_hardening',
+  '0005_export_downloads',
+]
 const resourceTables = ['articles', 'comments', 'users']
 const importTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
 const allTables = ['articles', 'comments', 'export_jobs', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']

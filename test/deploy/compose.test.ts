@@ -1,0 +1,59 @@
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import t from 'tap'
+import { parse } from 'yaml'
+import { ConfigSchema } from '../../schemas/config.ts'
+import { root } from '../helper.ts'
+
+// compose.yaml checked without a Docker engine (none runs here): it parses, every file or folder
+// it mounts or builds from exists, the service's environment holds only configuration keys, and
+// Prometheus scrapes the service under its compose name and port.
+
+interface Service {
+  build?: string
+  image?: string
+  environment?: Record<string, string>
+  ports?: string[]
+  volumes?: string[]
+}
+
+t.test('compose.yaml: files, configuration keys, ports and the scrape target agree', async (t) => {
+  const compose = parse(await readFile(path.join(root, 'compose.yaml'), 'utf8')) as {
+    services: Record<string, Service>
+    volumes: Record<string, unknown>
+  }
+  t.same(Object.keys(compose.services).sort(), ['grafana', 'postgres', 'prometheus', 'service'])
+  for (const [name, service] of Object.entries(compose.services)) {
+    if (service.build) t.ok(existsSync(path.join(root, service.build, 'Dockerfile')), `${name}: its Dockerfile exists`)
+    for (const volume of service.volumes ?? []) {
+      const source = volume.split(':')[0] as string
+      if (source.startsWith('.')) t.ok(existsSync(path.join(root, source)), `${name}: ${source} exists`)
+      else t.ok(source in compose.volumes, `${name}: the volume ${source} is declared`)
+    }
+  }
+  const service = compose.services.service as Service
+  const known = new Set(Object.keys(ConfigSchema.properties))
+  for (const key of Object.keys(service.environment ?? {})) t.ok(known.has(key), `${key} is a configuration key`)
+  const port = service.environment?.HTTP_PORT
+  t.ok(service.ports?.includes(`${port}:${port}`), 'the service publishes HTTP_PORT')
+
+  const prometheus = parse(await readFile(path.join(root, 'prometheus', 'prometheus.yml'), 'utf8')) as {
+    scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[]
+  }
+  const targets = prometheus.scrape_configs.flatMap((config) => config.static_configs.flatMap((s) => s.targets))
+  t.same(targets, [`service:${port}`], 'Prometheus scrapes the compose service on HTTP_PORT')
+  t.ok(compose.services.prometheus?.ports?.includes('9090:9090'))
+  t.ok(compose.services.grafana?.ports?.includes('3000:3000'))
+
+  const datasource = parse(
+    await readFile(path.join(root, 'grafana', 'provisioning', 'datasources', 'prometheus.yml'), 'utf8'),
+  ) as { datasources: { url: string; uid: string }[] }
+  t.equal(datasource.datasources[0]?.url, 'http://prometheus:9090', 'Grafana reads the compose Prometheus')
+  const dashboard = JSON.parse(await readFile(path.join(root, 'grafana', 'dashboards', 'bulk-io.json'), 'utf8'))
+  t.equal(
+    dashboard.templating.list[0].current.value,
+    datasource.datasources[0]?.uid,
+    'the dashboard uses that data source',
+  )
+})

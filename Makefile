@@ -28,7 +28,7 @@ help: ## List the targets
 
 dev: deps ## Develop: the compose stack when Docker answers, else the service on the embedded PostgreSQL, reloading on change
 ifeq ($(DOCKER_UP),yes)
-	@echo "make dev: a Docker engine answers: starting the compose stack (service + PostgreSQL 17) on http://localhost:8080"
+	@echo "make dev: a Docker engine answers: the compose stack: service http://localhost:8080, Prometheus :9090, Grafana :3000"
 	docker compose up --build
 else
 	@echo "make dev: no Docker engine: running the service on the embedded PostgreSQL (.data/postgres), reloading on change"
@@ -112,5 +112,8 @@ bench-startup: runtime-deps ## Time from start to /ready 200, cold and warm, emb
 clean: ## Remove test and coverage output
 	rm -rf .tap coverage .data/test .data/test-postgres .data/compile-cache
 
-clean-all: clean stop ## Also remove node_modules, the embedded database's data and the import/export directories
+clean-all: clean stop ## Also remove node_modules, the embedded database's data, the import/export directories and the compose volumes
+ifeq ($(DOCKER_UP),yes)
+	docker compose down --volumes
+endif
 	rm -rf node_modules .data imports exports

@@ -57,3 +57,19 @@ t.test('compose.yaml: files, configuration keys, ports and the scrape target agr
     'the dashboard uses that data source',
   )
 })
+
+t.test('the Dockerfile: sources that exist, a non-root user, a healthcheck on /live', async (t) => {
+  const dockerfile = await readFile(path.join(root, 'Dockerfile'), 'utf8')
+  t.equal((dockerfile.match(/^FROM /gm) ?? []).length, 2, 'two stages')
+  t.match(dockerfile, /^FROM node:24-/m, 'Node.js 24')
+  for (const [, sources] of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const source of (sources as string).split(' '))
+      t.ok(existsSync(path.join(root, source)), `COPY ${source}: it exists`)
+  }
+  t.match(dockerfile, /^USER node$/m, 'the service runs as the unprivileged node user')
+  const openapi = parse(await readFile(path.join(root, 'openapi.yaml'), 'utf8')) as { paths: Record<string, unknown> }
+  const health = /^HEALTHCHECK[\s\S]*?fetch\('http:\/\/127\.0\.0\.1:(\d+)(\/\w+)'\)/m.exec(dockerfile)
+  t.equal(health?.[2], '/live')
+  t.ok(openapi.paths[health?.[2] ?? ''], 'the healthcheck path is one the service serves')
+  t.match(dockerfile, new RegExp(`HTTP_PORT=${health?.[1]}`), 'on the port the image sets')
+})

@@ -324,3 +324,23 @@ export async function outsiderConnection(t: TestHost, databaseUrl: string) {
   t.teardown(() => sql.end({ timeout: 1 }))
   return sql.reserve()
 }
+
+/**
+ * A started app whose users table holds <prefix>1…<prefix>N@example.com (N = `seeded`), the row of
+ * <prefix><locked>@example.com locked by another client's open transaction (`other`: end it with
+ * `rollback`, then `release()`), for tests of imports that meet row locks.
+ */
+export async function appWithLockedUser(
+  t: TestHost,
+  options: { prefix: string; seeded: number; locked: number },
+): Promise<{ app: FastifyInstance; other: Awaited<ReturnType<typeof outsiderConnection>> }> {
+  const databaseUrl = await createTestDatabase(t)
+  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: '10' } })
+  app.jobs.start()
+  const seeded = await startImport(app, 'users', usersCsv(options.seeded, { prefix: options.prefix }))
+  await waitForImport(app, seeded.id)
+  const other = await outsiderConnection(t, databaseUrl)
+  await other`begin`
+  await other`select * from users where email = ${`${options.prefix}${options.locked}@example.com`} for update`
+  return { app, other }
+}

@@ -2,13 +2,12 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { ImportJob } from '../../../schemas/imports.ts'
-import { createTestDatabase } from '../../db.ts'
 import {
+  appWithLockedUser,
   buildTestApp,
   countRows,
   generated,
   importJob,
-  outsiderConnection,
   startImport,
   until,
   usersCsv,
@@ -108,15 +107,7 @@ t.test('a cancel accepted while a job runs: nothing is committed after it', asyn
 })
 
 t.test('a batch waiting on rows another transaction locks shows it; a cancel ends the job promptly', async (t) => {
-  const databaseUrl = await createTestDatabase(t)
-  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: '10' } })
-  app.jobs.start()
-  const seeded = await startImport(app, 'users', usersCsv(1, { prefix: 'locked' }))
-  await waitForImport(app, seeded.id)
-
-  const other = await outsiderConnection(t, databaseUrl)
-  await other`begin`
-  await other`select * from users where email = 'locked1@example.com' for update`
+  const { app, other } = await appWithLockedUser(t, { prefix: 'locked', seeded: 1, locked: 1 })
   // The first batch updates the locked row: it cannot commit while the lock is held.
   const created = await startImport(app, 'users', usersCsv(30, { prefix: 'locked' }))
   const waiting = await until(async () => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { createTestDatabase } from '../../db.ts'
 import {
+  appWithLockedUser,
   buildTestApp,
   countRows,
   generated,
@@ -17,15 +18,7 @@ import {
 // timeout, and a shutdown never waits for another transaction's lock.
 
 t.test('a lock held longer than any timeout: the job waits, then completes exactly', async (t) => {
-  const databaseUrl = await createTestDatabase(t)
-  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: '10' } })
-  app.jobs.start()
-  const seeded = await startImport(app, 'users', usersCsv(5, { prefix: 'held' }))
-  await waitForImport(app, seeded.id)
-
-  const other = await outsiderConnection(t, databaseUrl)
-  await other`begin`
-  await other`select * from users where email = 'held3@example.com' for update`
+  const { app, other } = await appWithLockedUser(t, { prefix: 'held', seeded: 5, locked: 3 })
   const created = await startImport(app, 'users', usersCsv(40, { prefix: 'held' }))
   await until(async () => ((await importJob(app, created.id)).progress.waiting ? true : undefined), 'the wait')
   // Longer than the four seconds after which a lock wait used to fail the job.
@@ -63,14 +56,7 @@ t.test('bookkeeping never trips the lanes’ lock timeout: a job row locked for 
 })
 
 t.test('a shutdown does not wait for another transaction’s lock: the job goes back to the queue', async (t) => {
-  const databaseUrl = await createTestDatabase(t)
-  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: '10' } })
-  app.jobs.start()
-  const seeded = await startImport(app, 'users', usersCsv(1, { prefix: 'stuck' }))
-  await waitForImport(app, seeded.id)
-  const other = await outsiderConnection(t, databaseUrl)
-  await other`begin`
-  await other`select * from users where email = 'stuck1@example.com' for update`
+  const { app, other } = await appWithLockedUser(t, { prefix: 'stuck', seeded: 1, locked: 1 })
   const created = await startImport(app, 'users', usersCsv(20, { prefix: 'stuck' }))
   await until(async () => ((await importJob(app, created.id)).progress.waiting ? true : undefined), 'the wait')
   const started = Date.now()

@@ -248,7 +248,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         )
         .type(gzip ? 'application/gzip' : exportMediaTypes[job.format])
       // Delivered (or already held by the client): the export served its purpose.
-      await markExportDownloaded(app.sql, job.id)
+      if (!job.downloaded_at) await markExportDownloaded(app.sql, job.id)
       if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
       if (range) {
         reply

@@ -178,6 +178,31 @@ t.test('an expired export says so, its download is 410 Gone, and its file is del
   t.same(files, [], 'the sweeper deleted the file')
 })
 
+t.test('expired exports are counted by whether they were ever downloaded', async (t) => {
+  const app = await startedApp(t, { EXPORT_TTL_SECONDS: '1' })
+  await seedUsers(app, 10)
+  const fetched = await exportAndWait(app, { resource: 'users', format: 'csv' })
+  await exportAndWait(app, { resource: 'users', format: 'ndjson' })
+  t.equal((await app.inject({ url: `/api/v1/exports/${fetched.id}/download` })).statusCode, 200)
+  const counted = async () => {
+    const metrics = (await app.inject({ url: '/metrics' })).body
+    const value = (fetchedLabel: string) =>
+      Number(
+        new RegExp(`^bulkio_exports_expired_total\\{resource="users",fetched="${fetchedLabel}"\\} (\\d+)$`, 'm').exec(
+          metrics,
+        )?.[1],
+      )
+    return { true: value('true'), false: value('false') }
+  }
+  t.same(await counted(), { true: 0, false: 0 }, 'both series exist before any expiry')
+  let seen = await counted()
+  for (let attempt = 0; attempt < 60 && seen.true + seen.false < 2; attempt++) {
+    await sleep(100)
+    seen = await counted()
+  }
+  t.same(seen, { true: 1, false: 1 }, 'one expired after its download, one unread')
+})
+
 t.test('Idempotency-Key: 20 identical requests make one job; another body is a 422', async (t) => {
   const app = await buildTestApp(t)
   const body = { resource: 'articles', format: 'ndjson', filters: { status: 'published', tag: 'news' } }

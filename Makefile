@@ -61,7 +61,7 @@ test: deps vet ## Type-check, then run every test but the long ones (TEST_DATABA
 test-long: deps ## Run the long tests: kill -9 and restarts, database faults, lock waits, the differential and hostile corpora
 	$(TAP) --jobs=2 --disable-coverage --timeout=900 $(LONG_TESTS)
 
-test-api: deps ## Run the API suite (test/api) through the generated client against a running service: API_URL (http://127.0.0.1:8080), API_KEY
+test-api: deps ## Run the API suite (test/api) through the generated client and the CLI against a running service: API_URL (http://127.0.0.1:8080), API_KEY
 	$(TAP) --disable-coverage test/api/*.api.ts
 
 fuzz: deps ## Run the property-based tests with FUZZ_FACTOR (10) times CI's examples and a fresh seed (FUZZ_SEED=n reruns one)

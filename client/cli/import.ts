@@ -14,7 +14,7 @@ import {
   urlImport,
 } from '../index.ts'
 import { type Context, contextOf, parseCommand, print, printJson, progressFor } from './context.ts'
-import { bytes, CliError, count, duration, exitCodes, shortId, UsageError } from './output.ts'
+import { bytes, CliError, count, counted, duration, exitCodes, shortId, UsageError } from './output.ts'
 import type { Progress, ProgressState } from './progress.ts'
 
 // `bulk-io import <file|url> --resource <name>`: uploads the file (or has the service download the
@@ -145,7 +145,7 @@ export function importState(job: ImportJob): ProgressState {
     return {
       phase: job.status,
       percent: job.status === 'completed' ? 100 : progress.percent,
-      details: [`${count(counters.processed)} records`, ...failed],
+      details: [counted(counters.processed, 'record'), ...failed],
     }
   }
   if (job.status === 'queued') return { phase: 'queued', percent: null, details: ['waiting for a job runner'] }
@@ -160,7 +160,7 @@ export function importState(job: ImportJob): ProgressState {
     phase: 'running',
     percent: progress.percent,
     details: [
-      `${count(counters.processed)} records`,
+      counted(counters.processed, 'record'),
       progress.rows_per_second !== null ? `${count(progress.rows_per_second)} rows/s` : '',
       progress.eta_seconds !== null ? `ETA ${duration(progress.eta_seconds)}` : '',
       ...failed,
@@ -279,10 +279,10 @@ export async function reportImport(context: Context, job: ImportJob): Promise<nu
   const seconds =
     job.started_at && job.finished_at ? (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000 : null
   const took = seconds !== null ? ` in ${duration(seconds)}` : ''
-  const rate = seconds ? ` (${count(processed / Math.max(seconds, 0.001))} records/s)` : ''
+  const rate = seconds && processed >= 1000 ? ` (${count(processed / Math.max(seconds, 0.001))} records/s)` : ''
   const lines: string[] = []
   const what = job.dry_run ? 'dry run of import' : 'import'
-  const tally = `${count(processed)} records: ${count(inserted)} inserted, ${count(updated)} updated, ${count(failed)} failed`
+  const tally = `${counted(processed, 'record')}: ${count(inserted)} inserted, ${count(updated)} updated, ${count(failed)} failed`
   if (job.status === 'completed') lines.push(`${what} ${job.id} completed${took}: ${tally}${rate}`)
   else if (job.status === 'cancelled')
     lines.push(`${what} ${job.id} cancelled${took}: ${tally} (committed batches stay)`)
@@ -296,7 +296,7 @@ export async function reportImport(context: Context, job: ImportJob): Promise<nu
   if (job.dry_run) lines.push('  (a dry run: nothing was written)')
   for (const warning of job.warnings) lines.push(`warning: ${warning}`)
   if (failed > 0) {
-    lines.push('', `The first errors (of ${count(failed)} failed records):`)
+    lines.push('', `The first errors (of ${count(failed)} failed record${failed === 1 ? '' : 's'}):`)
     for (const error of job.errors.slice(0, 10)) {
       const where = `line ${error.line}${error.field ? `, ${error.field}` : ''}`
       lines.push(`  ${where}: ${error.message}${error.value !== undefined ? ` (${JSON.stringify(error.value)})` : ''}`)

@@ -58,6 +58,11 @@ export function count(value: number): string {
   return integer.format(value)
 }
 
+/** "1 record", "2,000 records" */
+export function counted(value: number, noun: string): string {
+  return `${count(value)} ${noun}${value === 1 ? '' : 's'}`
+}
+
 /** Bytes in the largest unit that keeps a number ≥ 1: "532 B", "12.4 MB" (powers of 1000). */
 export function bytes(value: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB']

@@ -116,8 +116,9 @@ export class Progress {
       const filled = Math.round((percent / 100) * width)
       line = `${head} ▕${'█'.repeat(filled)}${'░'.repeat(width - filled)}▏ ${rest}`
     }
-    // Never wider than the terminal: a wrapped line could not be redrawn in place.
-    if (line.length > columns - 1) line = `${line.slice(0, Math.max(0, columns - 2))}…`
+    // Never as wide as the terminal: a wrapped line could not be redrawn in place (and room is left
+    // for the ^C a terminal echoes).
+    if (line.length > columns - 3) line = `${line.slice(0, Math.max(0, columns - 4))}…`
     this.#options.stream.write(`\r${line}\x1b[K`)
     this.#drawn = true
   }

@@ -191,10 +191,10 @@ t.test('usage errors exit 2; service errors exit 1, with what to do', async (t) 
     [['jobs', 'list', '--limit', '0'], '--limit'],
     [['jobs', 'list', '--api-url', 'ftp://x'], 'must be an http(s) URL'],
   ]
-  for (const [args, message] of usage) {
-    const result = await runCli(args, env)
-    t.equal(result.code, 2, `bulk-io ${args.join(' ')}: exit 2`)
-    t.match(result.stderr, message)
+  const results = await Promise.all(usage.map(([args]) => runCli(args, env)))
+  for (const [index, [args, message]] of usage.entries()) {
+    t.equal(results[index]?.code, 2, `bulk-io ${args.join(' ')}: exit 2`)
+    t.match(results[index]?.stderr, message)
   }
   const help = await runCli(['import', '--help'])
   t.equal(help.code, 0)

@@ -29,11 +29,20 @@ export interface CliRun {
   result: Promise<CliResult>
 }
 
-/** Starts `bulk-io <args>` with only PATH and the given environment (stdin, stdout, stderr are pipes). */
+/**
+ * The environment a CLI process gets: PATH, Node's compile cache when the tests have one (the CLI
+ * starts in a third of the time), and what the test gives.
+ */
+export function cliEnvironment(environment: Record<string, string>): Record<string, string> {
+  const cache = process.env.NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE } : {}
+  return { PATH: process.env.PATH ?? '', ...cache, ...environment }
+}
+
+/** Starts `bulk-io <args>` with only cliEnvironment(environment) (stdin, stdout, stderr are pipes). */
 export function startCli(args: string[], environment: Record<string, string> = {}): CliRun {
   const child = spawn(process.execPath, [cliPath, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', ...environment },
+    env: cliEnvironment(environment),
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   let stdout = ''

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { appWithLockedUser, importJob, root, scratchDirectory, until, usersCsv } from '../helper.ts'
-import { cliPath, listen } from './run-cli.ts'
+import { cliEnvironment, cliPath, listen } from './run-cli.ts'
 
 // The CLI in a real terminal: tmux gives it a pseudo-terminal (stdin and stderr are TTYs), the
 // test reads the screen as a person sees it (capture-pane) and every byte written to it
@@ -43,8 +43,7 @@ function terminal(name: string, args: string[], apiUrl: string): Terminal {
   const command = [
     'sleep 0.3;', // pipe-pane is attached before the CLI writes its first byte
     'env -i',
-    `PATH=${quote(process.env.PATH ?? '')}`,
-    `API_URL=${quote(apiUrl)}`,
+    ...Object.entries(cliEnvironment({ API_URL: apiUrl })).map(([name, value]) => `${name}=${quote(value)}`),
     quote(process.execPath),
     quote(cliPath),
     ...args.map(quote),

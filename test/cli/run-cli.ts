@@ -34,8 +34,9 @@ export interface CliRun {
  * starts in a third of the time), and what the test gives.
  */
 export function cliEnvironment(environment: Record<string, string>): Record<string, string> {
-  const cache = process.env.NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE } : {}
-  return { PATH: process.env.PATH ?? '', ...cache, ...environment }
+  const inherited: Record<string, string> = { PATH: process.env.PATH ?? '' }
+  if (process.env.NODE_COMPILE_CACHE) inherited.NODE_COMPILE_CACHE = process.env.NODE_COMPILE_CACHE
+  return { ...inherited, ...environment }
 }
 
 /** Starts `bulk-io <args>` with only cliEnvironment(environment) (stdin, stdout, stderr are pipes). */

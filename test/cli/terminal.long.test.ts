@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { appWithLockedUser, importJob, root, scratchDirectory, until, usersCsv } from '../helper.ts'
 import { cliEnvironment, cliPath, listen } from './run-cli.ts'
 
@@ -70,6 +70,14 @@ function terminal(name: string, args: string[], apiUrl: string): Terminal {
   }
 }
 
+/** Keeps a screen as text under .data/screenshots/, for people to look at. */
+function keepScreen(t: Test, name: string, screen: string) {
+  const file = path.join(root, '.data', 'screenshots', name)
+  mkdirSync(path.dirname(file), { recursive: true })
+  writeFileSync(file, screen)
+  t.comment(`screen: ${path.relative(root, file)}`)
+}
+
 t.test('a live bar, redrawn in place, that ends at 100% with a summary and exit 0', async (t) => {
   const { app, other } = await appWithLockedUser(t, { prefix: 'bar', seeded: 300, locked: 250 })
   const apiUrl = await listen(app)
@@ -92,6 +100,8 @@ t.test('a live bar, redrawn in place, that ends at 100% with a summary and exit 
   t.match(done, /\[exit 0\]/, 'exit 0: completed, no failed record')
   t.match(done, /bar\.csv completed ▕█{30}▏ +100% +20,000 records/, 'the bar ends at 100%')
   t.match(done, /import [0-9a-f-]{36} completed in \d+s: 20,000 records: 19,700 inserted, 300 updated, 0 failed/)
+  keepScreen(t, 'cli-import-waiting.txt', waiting)
+  keepScreen(t, 'cli-import-done.txt', done)
   const bars = done.split('\n').filter((line) => line.includes('▕'))
   t.equal(bars.length, 2, 'one line for the upload, one for the job: the bar is redrawn in place')
 
@@ -124,6 +134,7 @@ t.test(
     )
     term.keys('y', 'Enter')
     const cancelled = await term.waitFor(/\[exit \d+\]/, 'the end')
+    keepScreen(t, 'cli-import-cancelled.txt', cancelled)
     t.match(cancelled, `cancelling import ${id.slice(0, 8)}`)
     t.match(cancelled, new RegExp(`import ${id} cancelled in \\d+s: \\d+ records`))
     t.match(cancelled, /\[exit 1\]/, 'a cancelled import exits 1')

@@ -12,12 +12,14 @@ DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
 
 # Two levels of install: running the service needs only the production dependencies (with the
 # `node` optional dependency that brings Node.js 24), which is quick; tests and tools need all.
+# npm itself may run on an older Node.js, which makes it warn (EBADENGINE) about the packages that
+# need the Node.js 24 it is installing: only errors are shown.
 node_modules/.installed-all: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch node_modules/.installed-runtime $@
 
 node_modules/.installed-runtime: package.json package-lock.json
-	npm ci --omit=dev --no-audit --no-fund
+	npm ci --omit=dev --no-audit --no-fund --loglevel=error
 	@touch $@
 
 deps: node_modules/.installed-all

@@ -12,6 +12,8 @@ export interface ExportMetrics {
     bytes: number,
     seconds: number,
   ): void
+  /** An export file deleted at expiry, and whether it was ever downloaded. */
+  expired(resource: string, fetched: boolean): void
 }
 
 export interface Exports {
@@ -31,7 +33,7 @@ declare module 'fastify' {
 /**
  * What exports share: a connection pool of their own (a long stream must not take the
  * connections that job status requests need), the EXPORT_MAX_STREAMS bound, and the export
- * metrics (streams here, async jobs through plugins/jobs.ts).
+ * metrics (streams here, async jobs and expired files through plugins/jobs.ts).
  */
 export default fp(
   async (app) => {
@@ -64,9 +66,15 @@ export default fp(
       help: 'Streaming exports being sent by this process, by resource.',
       labelNames: ['resource'],
     })
+    const expiredTotal = new client.Counter({
+      name: 'bulkio_exports_expired_total',
+      help: 'Export files deleted at expiry, by resource and whether they were ever downloaded (fetched: true, false).',
+      labelNames: ['resource', 'fetched'],
+    })
     // Every series from the start, at zero (rates and alerts have data before the first export).
     for (const resource of exportResourceNames) {
       streamsInProgress.set({ resource }, 0)
+      for (const fetched of ['true', 'false']) expiredTotal.inc({ resource, fetched }, 0)
       for (const format of exportFormats) {
         for (const mode of ['stream', 'async']) {
           rowsTotal.inc({ resource, format, mode }, 0)
@@ -83,6 +91,9 @@ export default fp(
           rowsTotal.inc(labels, rows)
           bytesTotal.inc(labels, bytes)
           duration.observe(labels, seconds)
+        },
+        expired(resource, fetched) {
+          expiredTotal.inc({ resource, fetched: String(fetched) })
         },
       },
       acquireStream(resource) {

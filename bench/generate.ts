@@ -1,7 +1,7 @@
 /**
- * Deterministic, streaming generator of import files for the three resources (SPEC §1, §3), with
- * an optional share of defective records like those of the public evaluation data
- * (../shared/testdata/README.md). Used by the import benchmarks and by tests.
+ * Deterministic, streaming generator of import files for the three resources (docs/contract.md
+ * §1, §4), with an optional share of defective records like those of the public evaluation data
+ * (test/fixtures/README.md). Used by the import benchmarks and by tests.
  *
  *   node bench/generate.ts --resource users --format csv --rows 1000000 --defect-rate 0.01 --out users.csv
  *
@@ -45,7 +45,7 @@ export interface GenerateOptions {
   articles?: number
 }
 
-/** CSV columns and JSON keys, in SPEC §1 order. */
+/** CSV columns and JSON keys, in docs/contract.md §1 order. */
 export const columns: Record<Resource, readonly string[]> = {
   users: ['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'],
   articles: ['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'],
@@ -53,9 +53,9 @@ export const columns: Record<Resource, readonly string[]> = {
 }
 
 /**
- * The defect kinds of each resource, each with the SPEC §4 error code that a correct import
- * reports for such a record, or null when SPEC accepts it (a user or an article without id is
- * created or updated through its natural key). A defective row carries exactly one defect.
+ * The defect kinds of each resource, each with the docs/contract.md §7 error code that a correct
+ * import reports for such a record, or null when the contract accepts it (a user or an article
+ * without id is created or updated through its natural key). A defective row carries exactly one defect.
  */
 export const defectKinds: Record<Resource, Readonly<Record<string, string | null>>> = {
   users: {
@@ -363,9 +363,9 @@ const INVALID_TIMESTAMPS = encodeAll([
   '2024-02-30T12:00:00Z',
   '2024-01-01T25:00:00Z',
   'not-a-date',
-  '2024-01-01T00:00:00', // no zone: SPEC requires one
+  '2024-01-01T00:00:00', // no zone: docs/contract.md §2 requires one
   '01/02/2024 10:00',
-  '2024-01-01T00:00:00.1234567Z', // seven fractional digits: SPEC allows six
+  '2024-01-01T00:00:00.1234567Z', // seven fractional digits: docs/contract.md §2 allows six
 ])
 const BLANK_VALUES = encodeAll(['', '   '])
 /** The longest valid comment body is 10,000 characters; too-long bodies stay under 500 words. */

@@ -575,7 +575,7 @@ export interface components {
             status: "alive";
             uptime_seconds: number;
         };
-        /** @description One per-record error (SPEC §4). */
+        /** @description One per-record error (docs/contract.md §7). */
         RecordError: {
             /** @description 1-based physical line of the source where the record starts. */
             line: number;
@@ -954,7 +954,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the request safe to retry: the same key and payload give the same job (SPEC §4). */
+                /** @description Makes the request safe to retry: the same key and payload give the same job (docs/contract.md §9). */
                 "idempotency-key"?: string;
             };
             path?: never;
@@ -1368,7 +1368,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes the request safe to retry: the same key and payload give the same job (SPEC §4). */
+                /** @description Makes the request safe to retry: the same key and payload give the same job (docs/contract.md §9). */
                 "idempotency-key"?: string;
             };
             path?: never;

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated } from 'kysely'
 import type { ExportTable } from './exports.ts'
 
-/** Row of the `articles` table (SPEC §1). */
+/** Row of the `articles` table (docs/contract.md §1). */
 export interface ArticlesTable {
   id: Generated<string>
   slug: string
@@ -82,7 +82,7 @@ inserted as (
   returning 1
 )
 select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  -- every check a failed record breaks is reported (SPEC §4: one error per failing field), not only the first
+  -- every check a failed record breaks is reported (docs/contract.md §7), not only the first
   coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', code, 'field', field, 'value', value,
       'message', message) order by ord, n) from (
       select ord, id, 1 as n, 'unique_violation' as code, 'slug' as field, slug as value,

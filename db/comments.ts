@@ -1,7 +1,7 @@
 import type { ColumnType } from 'kysely'
 import type { ExportTable } from './exports.ts'
 
-/** Row of the `comments` table (SPEC §1). Comments have no natural key: `id` is required. */
+/** Row of the `comments` table (docs/contract.md §1). Comments have no natural key: `id` is required. */
 export interface CommentsTable {
   id: string
   article_id: string

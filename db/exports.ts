@@ -17,7 +17,7 @@ export type ExportColumnKind = 'uuid' | 'text' | 'boolean' | 'timestamp' | 'tags
 /** What an export needs to know of a resource's table (each db/<resource>.ts has one). */
 export interface ExportTable {
   table: 'users' | 'articles' | 'comments'
-  /** Every column, in the order of SPEC §1, with its kind. */
+  /** Every column, in the order of docs/contract.md §1, with its kind. */
   columns: Readonly<Record<string, ExportColumnKind>>
   /** Each filter: the column it tests and how (`has`: the array column contains the value). */
   filters: Readonly<Record<string, { column: string; test: '=' | '>=' | '<' | 'has' }>>

@@ -4,7 +4,7 @@ import { sql as kyselySql, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
 
-// Idempotency-Key bookkeeping (SPEC §4). The primary key (scope, key) decides, inside
+// Idempotency-Key bookkeeping (docs/contract.md §9). The primary key (scope, key) decides, inside
 // PostgreSQL, which of several concurrent requests is the first: never check-then-insert. The
 // request that holds a key in flight holds its token: only it can renew, complete or free the
 // key, so a request that stalled long enough to lose its key to another can never complete it

@@ -6,7 +6,7 @@ import type { Sql } from './connection.ts'
 // column (PostgreSQL array literals built by the worker thread) plus a range of ordinals, so the
 // SQL text never changes and no parameter limit applies.
 //
-// SPEC §2 demands the outcome of applying the records one at a time, in file order. A single
+// docs/contract.md §3 demands the outcome of applying the records one at a time, in file order. A single
 // statement sees the table as it was before the statement, so it can only apply, at once,
 // records that cannot see each other's effects: records whose touched keys (the row they target,
 // their natural key, the natural key that row had before) are pairwise disjoint. The statement
@@ -14,7 +14,7 @@ import type { Sql } from './connection.ts'
 // records before it; the caller runs the statement again from there. Files without repeated keys
 // take one statement per batch; a batch whose every record repeats a key takes one per record.
 
-/** A record the statement rejected (SPEC §4 codes), by its ordinal in the batch. */
+/** A record the statement rejected (docs/contract.md §7 codes), by its ordinal in the batch. */
 export interface UpsertError {
   ord: number
   /** The record's id, when it has one. */

@@ -1,7 +1,7 @@
 import type { ColumnType, Generated } from 'kysely'
 import type { ExportTable } from './exports.ts'
 
-/** Row of the `users` table (SPEC §1). Timestamps are read as Date and written as ISO strings. */
+/** Row of the `users` table (docs/contract.md §1). Timestamps are read as Date and written as ISO strings. */
 export interface UsersTable {
   id: Generated<string>
   email: string

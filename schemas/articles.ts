@@ -2,7 +2,10 @@ import { type Static, Type } from '@sinclair/typebox'
 import { stringEnum } from './common.ts'
 import './record-formats.ts'
 
-/** The CSV columns of an article, in the order of an export (SPEC §1). On import they may come in any order. */
+/**
+ * The CSV columns of an article, in the order of an export (docs/contract.md §1). On import they may
+ * come in any order.
+ */
 export const articleColumns = ['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'] as const
 
 export const articleStatuses = ['draft', 'published'] as const

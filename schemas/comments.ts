@@ -1,7 +1,10 @@
 import { type Static, Type } from '@sinclair/typebox'
 import './record-formats.ts'
 
-/** The CSV columns of a comment, in the order of an export (SPEC §1). On import they may come in any order. */
+/**
+ * The CSV columns of a comment, in the order of an export (docs/contract.md §1). On import they may
+ * come in any order.
+ */
 export const commentColumns = ['id', 'article_id', 'user_id', 'body', 'created_at'] as const
 
 /** Most whitespace-separated words in a comment body (JSON Schema cannot say it; the import checks it). */

@@ -5,7 +5,7 @@ import { ref, stringEnum } from './common.ts'
 import { jobListSchema, jobStatuses } from './jobs.ts'
 import { UserExportFiltersSchema, userColumns } from './users.ts'
 
-// The export API (SPEC §4): streams, and async export jobs whose fixed field names (id, resource,
+// The export API (docs/contract.md §8): streams, and async export jobs whose fixed field names (id, resource,
 // format, status, done, created_at, started_at, finished_at, error) are those of import jobs.
 
 export const exportFormats = ['csv', 'ndjson', 'json'] as const

@@ -2,7 +2,7 @@ import { type Static, Type } from '@sinclair/typebox'
 import { ref, stringEnum } from './common.ts'
 import { jobListSchema, jobStatuses, resourceNames } from './jobs.ts'
 
-// The import job API (SPEC §4). The field names of ImportJob are fixed: clients and dashboards
+// The import job API (docs/contract.md §6). The field names of ImportJob are fixed: clients and dashboards
 // depend on them.
 
 export const importFormats = ['csv', 'ndjson', 'json'] as const
@@ -33,7 +33,7 @@ export const RecordErrorSchema = Type.Object(
     message: Type.String(),
     value: Type.Optional(Type.String({ description: 'The offending value as given (at most 200 characters).' })),
   },
-  { $id: 'RecordError', additionalProperties: false, description: 'One per-record error (SPEC §4).' },
+  { $id: 'RecordError', additionalProperties: false, description: 'One per-record error (docs/contract.md §7).' },
 )
 
 export const ImportJobSchema = Type.Object(
@@ -151,7 +151,7 @@ export const IdempotencyHeadersSchema = Type.Object({
       minLength: 1,
       maxLength: 255,
       pattern: '^[\\x21-\\x7e]+$',
-      description: 'Makes the request safe to retry: the same key and payload give the same job (SPEC §4).',
+      description: 'Makes the request safe to retry: the same key and payload give the same job (docs/contract.md §9).',
     }),
   ),
 })

@@ -1,7 +1,7 @@
 import { type TSchema, Type } from '@sinclair/typebox'
 import { ref, stringEnum } from './common.ts'
 
-// What import and export jobs share in the API (SPEC §4): their resources, their statuses, how
+// What import and export jobs share in the API (docs/contract.md §5): their resources, their statuses, how
 // one is named in a URL and how they are listed.
 
 export const resourceNames = ['users', 'articles', 'comments'] as const

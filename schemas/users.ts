@@ -2,7 +2,10 @@ import { type Static, Type } from '@sinclair/typebox'
 import { stringEnum } from './common.ts'
 import './record-formats.ts'
 
-/** The CSV columns of a user, in the order of an export (SPEC §1). On import they may come in any order. */
+/**
+ * The CSV columns of a user, in the order of an export (docs/contract.md §1). On import they may
+ * come in any order.
+ */
 export const userColumns = ['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'] as const
 
 export const userRoles = ['admin', 'editor', 'author', 'reader'] as const

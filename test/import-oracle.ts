@@ -1,12 +1,12 @@
-// A record-at-a-time oracle of SPEC §1–§2, for differential tests of the batched import.
+// A record-at-a-time oracle of docs/contract.md §1–§3, for differential tests of the batched import.
 //
-// It is written from the SPEC alone and shares no code with app/ or db/: its own validation
+// It is written from docs/contract.md alone and shares no code with app/ or db/: its own validation
 // (plain regular expressions, no TypeBox), its own in-memory tables (Maps), and the upsert rules
 // applied literally, one record at a time, in file order. What it cannot know — the UUIDs the
 // database generates and the moment of now() — it represents by stand-ins (`generated:<n>` ids,
 // the `NOW` timestamp), so that tests compare everything else exactly.
 //
-// Where the SPEC leaves room, the oracle takes the reading below (written here, so that a
+// Where the contract leaves room, the oracle takes the reading below (written here, so that a
 // failing comparison can be judged against it); the differential tests' generators keep clear of
 // the finer points (an upper-case `Z`, a role in capitals) that a reasonable reading could decide
 // either way.
@@ -140,7 +140,7 @@ function words(text: string): number {
   return text.split(/\s+/).filter((word) => word !== '').length
 }
 
-/** What a field of a record holds after the SPEC's reading: absent, null, a value, or an error. */
+/** What a field of a record holds after the contract's reading: absent, null, a value, or an error. */
 type Read<T> = { kind: 'absent' } | { kind: 'null' } | { kind: 'value'; value: T } | { kind: 'error'; code: ErrorCode }
 
 const ABSENT = { kind: 'absent' } as const
@@ -149,7 +149,7 @@ const error = (code: ErrorCode) => ({ kind: 'error', code }) as const
 const value = <T>(held: T) => ({ kind: 'value', value: held }) as const
 
 /**
- * A text field as the SPEC reads it: trimmed; empty is absent (null for a nullable field); a JSON
+ * A text field as the contract reads it: trimmed; empty is absent (null for a nullable field); a JSON
  * null is absent (null for a nullable field); a JSON non-string is a type_mismatch. The caller
  * turns the absence of a required field into a `required` error.
  */

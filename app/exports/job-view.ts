@@ -7,7 +7,7 @@ export function exportExpired(row: ExportJobRow, now = new Date()): boolean {
   return row.file_deleted_at !== null || (row.expires_at !== null && row.expires_at.getTime() <= now.getTime())
 }
 
-/** The API's view of an export job (SPEC §4 field names). */
+/** The API's view of an export job (docs/contract.md §8 field names). */
 export function exportJobView(row: ExportJobRow, now = new Date()): ExportJob {
   const expired = exportExpired(row, now)
   const resource = row.resource as ExportResourceName

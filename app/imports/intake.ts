@@ -169,7 +169,7 @@ export function uploadOptions(fields: Record<string, string>): ImportOptions {
   }
 }
 
-/** What makes two requests with one Idempotency-Key the same request (SPEC §4). */
+/** What makes two requests with one Idempotency-Key the same request (docs/contract.md §9). */
 export function importFingerprint(options: ImportOptions, source: { sha256: string } | { url: string }): string {
   const canonical = JSON.stringify({
     resource: options.resource,

@@ -2,7 +2,7 @@ import type { ImportErrorRow, ImportJobWithBlocker } from '../../db/imports.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
 import { unknownFieldsWarning } from './unknown-fields.ts'
 
-/** The API's view of an import job (SPEC §4 field names), with its first errors. */
+/** The API's view of an import job (docs/contract.md §6 field names), with its first errors. */
 export function importJobView(row: ImportJobWithBlocker, errors: ImportErrorRow[], now = new Date()): ImportJob {
   const processed = Number(row.processed)
   const bytesRead = Number(row.bytes_read)
@@ -72,7 +72,7 @@ function waitingView(row: ImportJobWithBlocker): ImportJob['progress']['waiting'
 
 /** One per-record error as the API shows it: optional fields left out when empty. */
 export function recordErrorView(row: ImportErrorRow): ImportJob['errors'][number] {
-  // Built in SPEC §4's order: {line, record, id?, field?, code, message, value?}.
+  // Built in docs/contract.md §7's order: {line, record, id?, field?, code, message, value?}.
   const view: Partial<ImportJob['errors'][number]> = { line: Number(row.line), record: Number(row.record) }
   if (row.record_id) view.id = row.record_id
   if (row.field) view.field = row.field

@@ -19,7 +19,7 @@ export interface ImportResource {
   required: readonly string[]
   /** Columns where an explicit null differs from absent (a presence array is sent too). */
   nullableColumns: readonly string[]
-  /** The natural key (SPEC §1), if any. */
+  /** The natural key (docs/contract.md §1), if any. */
   naturalKey?: { column: string; caseInsensitive: boolean }
   upsert: UpsertStatement
 }

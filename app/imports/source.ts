@@ -105,10 +105,10 @@ const mediaTypes: Record<string, ImportFormat> = {
   'application/json': 'json',
 }
 
-/** Where a source's format came from (SPEC §3: in this order of precedence). */
+/** Where a source's format came from (docs/contract.md §4: in this order of precedence). */
 export type FormatOrigin = 'request' | 'file name' | 'Content-Type' | 'content'
 
-/** SPEC §3: the request's format, else the file name's, else the Content-Type's, else sniffed. */
+/** docs/contract.md §4: the request's format, else the file name's, else the Content-Type's, else sniffed. */
 export function resolveFormat(hints: FormatHints, sample: Buffer): { format: ImportFormat; origin: FormatOrigin } {
   if (hints.declared) return { format: hints.declared, origin: 'request' }
   const name = hints.filename?.toLowerCase().replace(/\.gz$/, '') ?? ''
@@ -139,7 +139,7 @@ export function sniffFormat(sample: Buffer): ImportFormat {
 }
 
 /**
- * The CSV header's column names: matched by name, in any order (SPEC §1); `unknown` lists the
+ * The CSV header's column names: matched by name, in any order (docs/contract.md §1); `unknown` lists the
  * columns that are not the resource's, made safe to store.
  */
 export function parseHeader(bytes: Buffer, resource: ImportResource): { columns: string[]; unknown: string[] } {

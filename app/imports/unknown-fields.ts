@@ -1,5 +1,5 @@
 // Unknown fields (CSV columns, JSON keys that are not the resource's) are ignored and named once
-// in the job's warnings (SPEC §1). A file may hold any number of distinct ones (a key per record),
+// in the job's warnings (docs/contract.md §2). A file may hold any number of distinct ones (a key per record),
 // so the job keeps the first UNKNOWN_FIELDS_LISTED names it meets and whether there were more: a
 // warning of bounded size, stored with every batch's commit, which a resumed job takes up again.
 

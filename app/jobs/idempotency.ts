@@ -16,7 +16,7 @@ export interface KeyRequest {
 }
 
 /**
- * Settles an Idempotency-Key (SPEC §4) that another request held when this one claimed it:
+ * Settles an Idempotency-Key (docs/contract.md §9) that another request held when this one claimed it:
  * waits while that request is in flight, takes the key over if it was released meanwhile, or
  * names the job the key completed with, to be replayed.
  * @throws ProblemError 422 when the key completed with another fingerprint, 409 when it is still in flight after `waitMs`

@@ -26,7 +26,7 @@ const articles = new RecordValidator(ArticleRecordSchema, articleColumns, {
 })
 
 /**
- * Validates one article record (SPEC §1): a CSV row (text cells keyed by header) or a parsed JSON
+ * Validates one article record (docs/contract.md §2): a CSV row (text cells keyed by header) or a parsed JSON
  * object; unknown keys are ignored. The row holds the values to store: short texts and tags
  * trimmed, the body as given, UUIDs in lower case, published_at null when empty or null; absent
  * fields are left undefined (the upsert gives them their defaults).

@@ -13,7 +13,7 @@ const comments = new RecordValidator(CommentRecordSchema, commentColumns, {
 })
 
 /**
- * Validates one comment record (SPEC §1): a CSV row (text cells keyed by header) or a parsed JSON
+ * Validates one comment record (docs/contract.md §2): a CSV row (text cells keyed by header) or a parsed JSON
  * object; unknown keys are ignored. Every field is text, so CSV and JSON are read alike. The row
  * holds the values to store: UUIDs in lower case, the body as given, created_at trimmed (left
  * undefined when absent).

@@ -11,7 +11,7 @@ import { isWhiteSpace, type RecordFormat, recordFormats } from '../../schemas/re
 /** Where a record comes from: a CSV row (text cells keyed by header) or a parsed JSON object. */
 export type Source = 'csv' | 'json'
 
-/** The per-record error codes of SPEC §4. */
+/** The per-record error codes of docs/contract.md §7. */
 export type ErrorCode =
   | 'parse_error'
   | 'required'

@@ -4,7 +4,7 @@ import { csvBoolean, jsonBoolean, type RecordOutcome, RecordValidator, type Sour
 const users = new RecordValidator(UserRecordSchema, userColumns)
 
 /**
- * Validates one user record (SPEC §1): a CSV row (text cells keyed by header) or a parsed JSON
+ * Validates one user record (docs/contract.md §2): a CSV row (text cells keyed by header) or a parsed JSON
  * object; unknown keys are ignored. The row holds the values to store: trimmed, the id in lower
  * case, `active` a boolean; absent fields are left undefined (the upsert gives them their defaults).
  */

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 
-// The three resource tables of SPEC §1, with every rule the database can hold itself, so that
+// The three resource tables of docs/contract.md §1, with every rule the database can hold itself, so that
 // no code path (a bulk upsert, a psql session, a plain COPY) can store a row the API would
 // reject. Migrations never import application code: they must replay identically forever.
 
@@ -18,7 +18,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addCheckConstraint('users_email_length_check', sql`char_length(email) <= 254`)
     .addCheckConstraint('users_name_not_blank_check', sql`btrim(name) <> ''`)
     .execute()
-  // Emails are unique case-insensitively (SPEC §1): the index is on lower(email).
+  // Emails are unique case-insensitively (docs/contract.md §1): the index is on lower(email).
   await sql`create unique index users_email_lower_key on users (lower(email))`.execute(db)
 
   await db.schema

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 
-// Import jobs live in PostgreSQL (SPEC §5): a job's row holds its counters and its checkpoint,
+// Import jobs live in PostgreSQL (docs/contract.md §10): a job's row holds its counters and its checkpoint,
 // which every batch advances in the same transaction as its data and its error rows, so a crash
 // at any moment loses nothing and counts nothing twice.
 
@@ -50,7 +50,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       sql`status in ('queued', 'running', 'completed', 'failed', 'cancelled')`,
     )
     .addCheckConstraint('import_jobs_source_type_check', sql`source_type in ('upload', 'url')`)
-    // SPEC §4: processed = inserted + updated + failed at every moment.
+    // docs/contract.md §6: processed = inserted + updated + failed at every moment.
     .addCheckConstraint('import_jobs_counters_check', sql`processed = inserted + updated + failed`)
     .execute()
   // The runner's claim query: the oldest queued job, or a running one whose lease expired.
@@ -80,7 +80,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addPrimaryKeyConstraint('import_errors_pkey', ['job_id', 'record', 'seq'])
     .execute()
 
-  // Idempotency-Key (SPEC §4): the primary key makes the first request the only creator, also
+  // Idempotency-Key (docs/contract.md §9): the primary key makes the first request the only creator, also
   // under concurrency; a key is `in_flight` while its request uploads, then names its job.
   await db.schema
     .createTable('idempotency_keys')

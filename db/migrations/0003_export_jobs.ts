@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely'
 
-// Async export jobs (SPEC §4, §5): the same runner, leases and idempotency as import jobs. A job
+// Async export jobs (docs/contract.md §8, §10): the same runner, leases and idempotency as import jobs. A job
 // writes its file under a temporary name and records rows, bytes and SHA-256 when it renames it;
 // an export has no checkpoint: a job taken over after its owner died starts its file again.
 
@@ -10,7 +10,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('id', 'uuid', (column) => column.primaryKey().defaultTo(sql`gen_random_uuid()`))
     .addColumn('resource', 'text', (column) => column.notNull())
     .addColumn('format', 'text', (column) => column.notNull())
-    // Null: every column of the resource, in the order of SPEC §1.
+    // Null: every column of the resource, in the order of docs/contract.md §1.
     .addColumn('fields', sql`text[]`)
     .addColumn('filters', 'jsonb', (column) => column.notNull().defaultTo(sql`'{}'::jsonb`))
     .addColumn('compression', 'text', (column) => column.notNull().defaultTo('none'))

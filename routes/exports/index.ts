@@ -37,7 +37,7 @@ import { UserExportFiltersSchema } from '../../schemas/users.ts'
 const IDEMPOTENCY_SCOPE = 'exports'
 
 /**
- * Async export jobs (SPEC §4): start one, follow it, list them, download the file (ETag, Range,
+ * Async export jobs (docs/contract.md §8): start one, follow it, list them, download the file (ETag, Range,
  * If-Range). The jobs run in plugins/jobs.ts; the streaming exports are in routes/<resource>/.
  */
 const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {

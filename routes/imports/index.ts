@@ -55,7 +55,7 @@ const IDEMPOTENCY_SCOPE = 'imports'
 const FIRST_ERRORS = 20
 
 /**
- * Import jobs (SPEC §4): start one from an upload or a URL, follow it, read its errors and its
+ * Import jobs (docs/contract.md §6): start one from an upload or a URL, follow it, read its errors and its
  * rejected records, cancel it. The jobs themselves run in plugins/jobs.ts.
  */
 const importRoutes: FastifyPluginAsyncTypebox = async (app) => {

@@ -23,7 +23,7 @@ import {
   userId,
 } from '../../bench/generate.ts'
 
-// The generator is checked against an independent reading of SPEC §1: the files are parsed with
+// The generator is checked against an independent reading of docs/contract.md §1–§2: the files are parsed with
 // csv-parse and JSON.parse, and every record is classified by the rules below, not by the
 // generator's own decisions.
 
@@ -71,8 +71,8 @@ const idSet = (idOf: (seed: number, index: number) => string, seed: number, coun
   new Set(Array.from({ length: count }, (_, index) => idOf(seed, index)))
 
 /**
- * Every SPEC §1 rule a record of an ndjson file breaks, named like the generator's defect kinds
- * (missing_id included, though SPEC accepts it for users and articles). `seen` holds the natural
+ * Every docs/contract.md §2 rule a record of an ndjson file breaks, named like the generator's defect kinds
+ * (missing_id included, though the contract accepts it for users and articles). `seen` holds the natural
  * keys of the earlier records that an import would have stored.
  */
 function classify(resource: Resource, row: Row, seen: Set<string>, users: Set<string>, articles: Set<string>) {
@@ -146,7 +146,7 @@ t.test('the same options give byte-identical output; another seed or rate gives 
   }
 })
 
-t.test('every format holds one record per row, with the SPEC columns in order', async (t) => {
+t.test('every format holds one record per row, with the docs/contract.md §1 columns in order', async (t) => {
   for (const resource of resources) {
     for (const format of formats) {
       const text = await textOf({ resource, format, rows: 500, defectRate: 0.1 })
@@ -162,7 +162,7 @@ t.test('every format holds one record per row, with the SPEC columns in order', 
       if (format === 'ndjson') t.equal(lines.length, 500, `${resource}: one line per row`)
       if (format === 'json') t.same([lines[0], lines.at(-1), lines.length], ['[', ']', 502], `${resource}: json`)
       const keys = Object.keys(records[1] ?? {})
-      t.same(keys, columns[resource], `${resource} ${format}: keys in SPEC order`)
+      t.same(keys, columns[resource], `${resource} ${format}: keys in docs/contract.md §1 order`)
     }
   }
 })
@@ -200,7 +200,7 @@ t.test('CSV and ndjson carry the same values (CSV quoting round-trips)', async (
   }
 })
 
-t.test('defect rate 0 gives only rows that are valid per SPEC §1', async (t) => {
+t.test('defect rate 0 gives only rows that are valid per docs/contract.md §2', async (t) => {
   for (const resource of resources) {
     const { counts, valid, rows } = await classifyFile({ resource, format: 'ndjson', rows: 5000, seed: 3 })
     t.equal(valid.length, rows.length, `${resource}: every row valid`)

@@ -159,7 +159,7 @@ t.test('comments: the article and the user must exist', async (t) => {
   t.type(comment?.created_at, Date, 'created_at defaults to now')
 })
 
-t.test('a plain COPY of the SPEC §1 users columns loads rows', async (t) => {
+t.test('a plain COPY of the docs/contract.md §1 users columns loads rows', async (t) => {
   const sql = await migratedDatabase(t)
   // A COPY the server rejects is left out: postgres.js 3.4.9 never settles the writable then
   // (porsager/postgres#1173), so the test would hang instead of failing.

@@ -6,7 +6,7 @@ import type { ImportJob } from '../../schemas/imports.ts'
 import { problemTypeUri } from '../../schemas/problem.ts'
 import { assertProblem, buildTestApp, multipartBody, uploadImport } from '../helper.ts'
 
-// Idempotency-Key on POST /api/v1/imports (SPEC §4): one job per key and payload, whatever the
+// Idempotency-Key on POST /api/v1/imports (docs/contract.md §9): one job per key and payload, whatever the
 // concurrency; 422 for another payload, 409 while the first request is still in flight.
 
 const file = 'email,name,role\na@example.com,A,reader\nb@example.com,B,editor\n'

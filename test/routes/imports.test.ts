@@ -19,7 +19,7 @@ import {
   waitForImport,
 } from '../helper.ts'
 
-// The import job API (SPEC §4): create, follow, list, errors, failed records, events, cancel,
+// The import job API (docs/contract.md §6): create, follow, list, errors, failed records, events, cancel,
 // dry runs and URL imports.
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -38,7 +38,7 @@ async function startedApp(t: Test, environment: Record<string, string> = {}): Pr
 // ---------------------------------------------------------------------------------------------
 // Create and follow
 
-t.test('an upload answers 202 with Location and the queued job in the SPEC shape', async (t) => {
+t.test('an upload answers 202 with Location and the queued job in the docs/contract.md §6 shape', async (t) => {
   const app = await buildTestApp(t)
   const file = usersCsv(3)
   const response = await uploadImport(app, { resource: 'users', file, filename: 'people.csv' })
@@ -290,7 +290,7 @@ t.test('a job id that is not a UUID answers a 400 validation problem on every jo
 const awkwardFile =
   'email,name,role\nok@example.com,Ok,reader\nbad,"Bad",reader\nx@example.com,X,"boss, ""big""\nboss"\n'
 
-t.test('GET errors streams every error as NDJSON, one SPEC error per line', async (t) => {
+t.test('GET errors streams every error as NDJSON, one docs/contract.md §7 error per line', async (t) => {
   const app = await startedApp(t)
   const job = await importAndWait(app, { resource: 'users', file: awkwardFile })
   const response = await app.inject({ url: `/api/v1/imports/${job.id}/errors` })

@@ -18,7 +18,7 @@ import {
   type Resource,
 } from '../../import-oracle.ts'
 
-// SPEC §2: batching must never change the outcome of applying the records one at a time. Random
+// docs/contract.md §3: batching must never change the outcome of applying the records one at a time. Random
 // files full of repeated ids, emails in other cases, missing ids, invalid values, missing
 // references and natural keys that move from row to row are imported with BATCH_SIZE 1, 7 and
 // 1000, each into a fresh database, and compared with test/import-oracle.ts: the counters, the

@@ -7,7 +7,7 @@ import { generate } from '../../../bench/generate.ts'
 import { createTestDatabase } from '../../db.ts'
 import { listeningAddress, type ServerProcess, scratchDirectory, startServerProcess } from '../../helper.ts'
 
-// SPEC §5 with real processes and kill -9: a job resumes after its last committed batch and ends
+// docs/contract.md §10 with real processes and kill -9: a job resumes after its last committed batch and ends
 // with exactly the rows, counters and errors of an uninterrupted run; several processes on one
 // database share the jobs, each job running in one process at a time.
 

@@ -7,7 +7,7 @@ import type { ImportJob } from '../../../schemas/imports.ts'
 import { type ProblemCode, problemTypeUri } from '../../../schemas/problem.ts'
 import { assertProblem, buildTestApp, importAndWait, multipartBody, uploadImport, waitForImport } from '../../helper.ts'
 
-// Bad input (SPEC §3, §6): every case gets a 4xx problem at once or per-record errors in a job
+// Bad input (docs/contract.md §4, §11): every case gets a 4xx problem at once or per-record errors in a job
 // that runs to its end; never a 5xx, never a crash, never a job left hanging.
 
 const HEADER = 'email,name,role'

@@ -14,9 +14,9 @@ import {
   oracleUsers,
 } from '../../import-oracle.ts'
 
-// The public evaluation file (../shared/testdata/users_huge.csv, read in place, never copied):
+// The public evaluation file (test/fixtures/users_huge.csv, see test/fixtures/README.md):
 // 10,000 records after the header, CRLF line endings, no quoted fields, so record n is on line
-// n + 1. The expected outcome is the oracle's (test/import-oracle.ts: SPEC §1–§2 applied one
+// n + 1. The expected outcome is the oracle's (test/import-oracle.ts: docs/contract.md §1–§3 applied one
 // record at a time), not the service's. What the oracle finds, and why:
 //
 //   first import: processed 10,000 = inserted 9,667 + updated 33 + failed 300
@@ -26,7 +26,7 @@ import {
 //     with an id carries an email that another id holds.
 //   - 200 records have no id: 34 of them fail (1 `foo@bar`, 33 `manager`); of the 166 others,
 //     133 carry a new email and are inserted with a generated id, and 33 repeat (in the same
-//     case) the email of the record just before them, so they update that user (SPEC §2: a
+//     case) the email of the record just before them, so they update that user (docs/contract.md §3: a
 //     record without id updates the row with its natural key). 16 more such repeats fail on
 //     their role: 49 repeated emails in all.
 //   - inserted: 9,534 records with an id + 133 without = 9,667 rows in users.
@@ -34,7 +34,7 @@ import {
 //   their row (by id, or by email for those without id): updated 9,700, inserted 0, failed 300
 //   as before, still 9,667 rows.
 
-const csvPath = path.join(root, '..', 'shared', 'testdata', 'users_huge.csv')
+const csvPath = path.join(root, 'test', 'fixtures', 'users_huge.csv')
 const text = readFileSync(csvPath, 'utf8')
 const parsed = parse(text, { columns: true, bom: true, info: true }) as {
   record: Record<string, string>
@@ -104,7 +104,7 @@ t.test('first import: the users table holds the oracle’s rows', async (t) => {
   idsAfterFirst = (await app.sql<{ id: string }[]>`select id::text from users order by id`).map(({ id }) => id)
 })
 
-t.test('first import: sample rows, as the SPEC reads their lines', async (t) => {
+t.test('first import: sample rows, as the contract reads their lines', async (t) => {
   const users = await databaseUsers(app.sql, oracle)
   // line 7: a record with an id, inserted as given
   t.same(users['user5@example.com'], {

@@ -3,7 +3,7 @@ import { validate } from '../../../app/workers/articles.ts'
 import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
 import { ArticleRecordSchema, articleColumns } from '../../../schemas/articles.ts'
 
-// Per-record validation of articles (SPEC §1), as the import workers run it: pure, no database.
+// Per-record validation of articles (docs/contract.md §2), as the import workers run it: pure, no database.
 
 const id = '6ec0bd7f-11c0-43da-975e-2a8ad9ebae0b'
 const authorId = '0f8fad5b-d9cb-469f-a165-70867728950e'

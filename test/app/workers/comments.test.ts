@@ -3,7 +3,7 @@ import { validate } from '../../../app/workers/comments.ts'
 import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
 import { CommentRecordSchema, commentColumns } from '../../../schemas/comments.ts'
 
-// Per-record validation of comments (SPEC §1), as the import workers run it: pure, no database.
+// Per-record validation of comments (docs/contract.md §2), as the import workers run it: pure, no database.
 
 const id = '9b2f6c1e-5d4a-4c3b-8a7f-1e2d3c4b5a69'
 const articleId = '6ec0bd7f-11c0-43da-975e-2a8ad9ebae0b'

@@ -3,7 +3,7 @@ import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
 import { validate } from '../../../app/workers/users.ts'
 import { UserRecordSchema, userColumns } from '../../../schemas/users.ts'
 
-// Per-record validation of users (SPEC §1), as the import workers run it: pure, no database.
+// Per-record validation of users (docs/contract.md §2), as the import workers run it: pure, no database.
 
 const id = '0f8fad5b-d9cb-469f-a165-70867728950e'
 const csvUser = {

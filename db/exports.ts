@@ -2,7 +2,8 @@ import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Sel
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
 import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
-import { createdBefore, cursorCreatedAt, JOB_CHANNEL, type JobCursor, notifyJobRunners } from './jobs.ts'
+import { notifyJobRunners } from './job-queue.ts'
+import { createdBefore, cursorCreatedAt, type JobCursor } from './jobs.ts'
 
 // Exports: the COPY statement that produces an export's bytes, and the async export jobs
 // (db/migrations/0003_export_jobs.ts), whose runner statements are fenced by `lease_owner` like
@@ -184,39 +185,6 @@ export async function listExportJobs(
   return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
 }
 
-/** Claims the oldest queued export job, or a running one whose owner's lease expired. */
-export async function claimExportJob(sql: Sql, owner: string, leaseSeconds: number): Promise<ExportJobRow | undefined> {
-  const [row] = await sql<ExportJobRow[]>`
-    update export_jobs set status = 'running', lease_owner = ${owner},
-      lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-      started_at = coalesce(started_at, now()), attempts = attempts + 1, rows = 0, bytes = 0
-    where id = (
-      select id from export_jobs
-      where status = 'queued' or (status = 'running' and lease_expires_at < now())
-      order by created_at
-      for update skip locked
-      limit 1
-    )
-    returning *`
-  return row
-}
-
-/** Extends the lease and records the progress so far; false when this process lost the job. */
-export async function renewExportLease(
-  sql: Sql,
-  jobId: string,
-  owner: string,
-  leaseSeconds: number,
-  progress: { rows: number; bytes: number },
-): Promise<boolean> {
-  const [row] = await sql`
-    update export_jobs set lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-      rows = ${progress.rows}, bytes = ${progress.bytes}
-    where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-    returning 1`
-  return Boolean(row)
-}
-
 /** Completes a job this process owns: its file is in place. */
 export async function completeExportJob(
   sql: Sql,
@@ -245,49 +213,6 @@ export async function failExportJob(
     update export_jobs set status = 'failed', finished_at = now(), error = ${sql.json(problem as never)},
       lease_owner = null, lease_expires_at = null
     where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
-}
-
-/**
- * Gives a running job back to the queue in good order (graceful shutdown): another process starts
- * it again at once, and the run does not count as an attempt.
- */
-export async function releaseExportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
-  await sql`
-    with released as (
-      update export_jobs set status = 'queued', lease_owner = null, lease_expires_at = null, attempts = attempts - 1
-      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-      returning id
-    )
-    select pg_notify(${JOB_CHANNEL}, id::text) from released`
-}
-
-/** Hands back a job whose run was lost with its thread: claimable again at once, the run counted. */
-export async function releaseLostExportRun(sql: Sql, jobId: string, owner: string): Promise<void> {
-  await sql`
-    with released as (
-      update export_jobs set status = 'queued', lease_owner = null, lease_expires_at = null
-      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-      returning id
-    )
-    select pg_notify(${JOB_CHANNEL}, id::text) from released`
-}
-
-/** Fails the export jobs whose runs ended abnormally `maxAttempts` times; returns their ids. */
-export async function failExhaustedExportJobs(
-  sql: Sql,
-  maxAttempts: number,
-  problem: Record<string, unknown>,
-): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`
-    update export_jobs set status = 'failed', finished_at = now(), error = ${sql.json(problem as never)},
-      lease_owner = null, lease_expires_at = null
-    where id in (
-      select id from export_jobs
-      where (status = 'queued' or (status = 'running' and lease_expires_at < now())) and attempts >= ${maxAttempts}
-      for update skip locked
-    )
-    returning id`
-  return rows.map((row) => row.id)
 }
 
 /** Notes that an export's file was delivered (the first time only). */

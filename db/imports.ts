@@ -2,7 +2,8 @@ import { type ColumnType, type Generated, type Kysely, sql as kyselySql, type Se
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
 import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
-import { createdBefore, cursorCreatedAt, JOB_CHANNEL, type JobCursor, notifyJobRunners } from './jobs.ts'
+import { JOB_CHANNEL, notifyJobRunners } from './job-queue.ts'
+import { createdBefore, cursorCreatedAt, type JobCursor } from './jobs.ts'
 
 // Import jobs and their per-record errors (db/migrations/0002_import_jobs.ts). The job runner's
 // statements (claim, lease, batch commit) are fenced by `lease_owner`: a process that lost its
@@ -201,72 +202,6 @@ export function failedRecordRanges(
     where job_id = ${jobId} order by record`.cursor(pageSize)
 }
 
-/**
- * Claims the oldest job that is queued (and not waiting out `not_before`), or running under a
- * lease that expired (its owner died): FOR UPDATE SKIP LOCKED lets several processes claim at
- * once without taking the same job. A queued job of a resource that another import is writing
- * stays queued (imports of one resource write one at a time): it holds no slot while it waits.
- * Each claim counts an attempt; a run handed back in good order gives it back (releaseImportJob).
- */
-export async function claimImportJob(sql: Sql, owner: string, leaseSeconds: number): Promise<ImportJobRow | undefined> {
-  const [row] = await sql<ImportJobRow[]>`
-    update import_jobs set status = 'running', lease_owner = ${owner},
-      lease_expires_at = now() + make_interval(secs => ${leaseSeconds}),
-      started_at = coalesce(started_at, now()), attempts = attempts + 1, not_before = null, waiting = null
-    where id = (
-      select id from import_jobs candidate
-      where (
-          (candidate.status = 'queued' and (candidate.not_before is null or candidate.not_before <= now()))
-          or (candidate.status = 'running' and candidate.lease_expires_at < now())
-        )
-        and not exists (
-          select 1 from import_jobs writer
-          where writer.resource = candidate.resource and writer.status = 'running'
-            and writer.lease_expires_at >= now() and writer.id <> candidate.id
-        )
-      order by created_at
-      for update skip locked
-      limit 1
-    )
-    returning *`
-  return row
-}
-
-/**
- * Fails the jobs whose runs ended abnormally `maxAttempts` times (their process or thread died
- * while running them), instead of claiming them again; returns their ids.
- */
-export async function failExhaustedImportJobs(
-  sql: Sql,
-  maxAttempts: number,
-  problem: Record<string, unknown>,
-): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`
-    update import_jobs set status = 'failed', finished_at = now(), error = ${sql.json(problem as never)},
-      lease_owner = null, lease_expires_at = null, waiting = null
-    where id in (
-      select id from import_jobs
-      where (status = 'queued' or (status = 'running' and lease_expires_at < now())) and attempts >= ${maxAttempts}
-      for update skip locked
-    )
-    returning id`
-  return rows.map((row) => row.id)
-}
-
-/** Extends the lease; `owned` is false when this process no longer owns the job. */
-export async function renewLease(
-  sql: Sql,
-  jobId: string,
-  owner: string,
-  leaseSeconds: number,
-): Promise<{ owned: boolean; cancelRequested: boolean }> {
-  const [row] = await sql<{ cancel_requested: boolean }[]>`
-    update import_jobs set lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
-    where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-    returning cancel_requested`
-  return { owned: Boolean(row), cancelRequested: row?.cancel_requested ?? false }
-}
-
 /** Whether the job is still this process's, and whether a cancel was asked: a read, no lock. */
 export async function importJobControl(
   sql: Sql,
@@ -367,21 +302,6 @@ export async function finishImportJob(
 }
 
 /**
- * Gives a running job back to the queue in good order (shutdown, or its database went away):
- * another process resumes it at once, and the run does not count as an attempt.
- */
-export async function releaseImportJob(sql: Sql, jobId: string, owner: string): Promise<void> {
-  await sql`
-    with released as (
-      update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null,
-        attempts = attempts - 1, waiting = null
-      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-      returning id
-    )
-    select pg_notify(${JOB_CHANNEL}, id::text) from released`
-}
-
-/**
  * Hands a job back to wait for another import of its resource (which holds the write lock):
  * not claimed again for `delayMs`, and the run does not count as an attempt.
  */
@@ -390,20 +310,6 @@ export async function deferImportJob(sql: Sql, jobId: string, owner: string, del
     update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null,
       attempts = attempts - 1, waiting = null, not_before = now() + make_interval(secs => ${delayMs / 1000})
     where id = ${jobId} and lease_owner = ${owner} and status = 'running'`
-}
-
-/**
- * Hands back a job whose run was lost with its thread (it crashed): claimable again at once,
- * the run counted as an attempt.
- */
-export async function releaseLostImportRun(sql: Sql, jobId: string, owner: string): Promise<void> {
-  await sql`
-    with released as (
-      update import_jobs set status = 'queued', lease_owner = null, lease_expires_at = null, waiting = null
-      where id = ${jobId} and lease_owner = ${owner} and status = 'running'
-      returning id
-    )
-    select pg_notify(${JOB_CHANNEL}, id::text) from released`
 }
 
 /** A dry run cannot resume (its writes were rolled back): it starts over. */

@@ -1,38 +1,9 @@
-import { sql as kyselySql, type RawBuilder, type Transaction } from 'kysely'
+import { sql as kyselySql, type RawBuilder } from 'kysely'
 import type { Sql } from './connection.ts'
 import type { Database } from './database.ts'
 
-// What the job runner asks of both kinds of job (import_jobs, export_jobs) at once.
-
-/** Whether a job of either kind could be claimed now: queued, or running under an expired lease. */
-export async function hasClaimableJob(sql: Sql): Promise<boolean> {
-  const [row] = await sql<{ found: boolean }[]>`
-    select exists (
-      select 1 from import_jobs where status = 'queued' or (status = 'running' and lease_expires_at < now())
-    ) or exists (
-      select 1 from export_jobs where status = 'queued' or (status = 'running' and lease_expires_at < now())
-    ) as found`
-  return row?.found ?? false
-}
-
-/**
- * Extends the lease of a job this process claimed, if no claim came since (its attempt is still
- * `attempt`): false when another claim, in this process or another, has taken the job.
- */
-export async function renewClaim(
-  sql: Sql,
-  kind: 'import' | 'export',
-  claim: { id: string; attempts: number },
-  owner: string,
-  leaseSeconds: number,
-): Promise<boolean> {
-  const table = kind === 'import' ? sql`import_jobs` : sql`export_jobs`
-  const [row] = await sql`
-    update ${table} set lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
-    where id = ${claim.id} and lease_owner = ${owner} and status = 'running' and attempts = ${claim.attempts}
-    returning 1`
-  return Boolean(row)
-}
+// What both kinds of job (import_jobs, export_jobs) share beyond the queue (db/job-queue.ts):
+// list cursors, and the counts /metrics reads.
 
 /** A page position in a job list: the last job's created_at (text, to the microsecond) and id. */
 export interface JobCursor {
@@ -55,18 +26,6 @@ export const cursorCreatedAt =
  */
 export function createdBefore(cursor: JobCursor): RawBuilder<boolean> {
   return kyselySql<boolean>`(created_at, id) < (${cursor.createdAt}::text::timestamptz, ${cursor.id}::uuid)`
-}
-
-/**
- * The NOTIFY channel that wakes the job runners of every process (plugins/jobs.ts listens): one
- * channel for every kind of job, sent when a job is queued, handed back, or finishes (a job
- * waiting for its resource may go on).
- */
-export const JOB_CHANNEL = 'import_jobs'
-
-/** Wakes the job runners of every process. */
-export async function notifyJobRunners(transaction: Transaction<Database>, jobId: string): Promise<void> {
-  await kyselySql`select pg_notify(${JOB_CHANNEL}, ${jobId})`.execute(transaction)
 }
 
 /** A job's state as the metrics count it: waiting is a queued or running job that waits its turn. */

@@ -7,14 +7,8 @@ import { createGzip } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { Sql } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
-import {
-  completeExportJob,
-  type ExportJobRow,
-  exportCopyStatement,
-  failExportJob,
-  releaseExportJob,
-  renewExportLease,
-} from '../../db/exports.ts'
+import { completeExportJob, type ExportJobRow, exportCopyStatement, failExportJob } from '../../db/exports.ts'
+import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import type { ExportResourceName } from '../../schemas/exports.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { DigestStream } from '../jobs/digest-stream.ts'
@@ -84,8 +78,8 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   let leaseLost = false
   const heartbeat = setInterval(
     () => {
-      renewExportLease(sql, job.id, owner, leaseSeconds, { rows: progress.rows, bytes: digest.bytes })
-        .then((owned) => {
+      renewLease(sql, 'export', job.id, owner, leaseSeconds, { rows: progress.rows, bytes: digest.bytes })
+        .then(({ owned }) => {
           if (!owned) {
             leaseLost = true
             stopped.abort()
@@ -145,7 +139,7 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
         return 'lost'
       }
       if (context.signal.aborted) {
-        await releaseExportJob(sql, job.id, owner).catch(() => {})
+        await releaseJob(sql, 'export', job.id, owner).catch(() => {})
         jobLog.info('export stopped by shutdown; back in the queue')
         return 'released'
       }

@@ -7,11 +7,10 @@ import {
   type ImportJobRow,
   importJobControl,
   type JobWaiting,
-  releaseImportJob,
-  renewLease,
   restartImportJob,
   setImportWaiting,
 } from '../../db/imports.ts'
+import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { problemBody } from '../../schemas/problem.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
@@ -110,7 +109,7 @@ class JobControl {
       this.busy = true
       const renew = Date.now() - this.lastRenewal >= renewEveryMs
       const check = renew
-        ? renewLease(run.sql, job.id, run.owner, run.leaseSeconds)
+        ? renewLease(run.sql, 'import', job.id, run.owner, run.leaseSeconds)
         : importJobControl(run.sql, job.id, run.owner)
       check
         .then(({ owned, cancelRequested }) => {
@@ -360,7 +359,7 @@ async function stopped(
     await finish(job, run, log, 'cancelled', null, undefined, started, processedAtStart)
     return 'cancelled'
   }
-  await releaseImportJob(run.sql, job.id, run.owner)
+  await releaseJob(run.sql, 'import', job.id, run.owner)
   log.info('import handed back at shutdown; it resumes from its checkpoint')
   return 'released'
 }

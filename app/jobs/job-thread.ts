@@ -6,7 +6,8 @@ import Tinypool from 'tinypool'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportJobRow } from '../../db/exports.ts'
-import { finishImportJob, type ImportJobRow, recordDownloadedSource, releaseImportJob } from '../../db/imports.ts'
+import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
+import { releaseJob } from '../../db/job-queue.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { type ExportOutcome, runExport } from '../exports/run-export.ts'
 import { downloadSource } from '../imports/download.ts'
@@ -169,7 +170,7 @@ async function run(job: ImportJobRow): Promise<void> {
   } catch (error) {
     if (isDatabaseUnavailable(error)) {
       jobLog.warn({ err: error }, 'database unavailable: the job goes back to the queue once it answers')
-      const released = await releaseWhenBack(job.id, (sql) => releaseImportJob(sql, job.id, settings.owner))
+      const released = await releaseWhenBack(job.id, (sql) => releaseJob(sql, 'import', job.id, settings.owner))
       outcome = released ? 'released' : 'lost'
     } else {
       jobLog.error({ err: error }, 'import failed unexpectedly')

@@ -1,14 +1,20 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql } from '../../db/connection.ts'
-import { claimExportJob, failExhaustedExportJobs, releaseLostExportRun } from '../../db/exports.ts'
-import { claimImportJob, failExhaustedImportJobs, releaseLostImportRun } from '../../db/imports.ts'
-import { hasClaimableJob, JOB_CHANNEL, renewClaim } from '../../db/jobs.ts'
+import {
+  claimJob,
+  failExhaustedJobs,
+  hasClaimableJob,
+  JOB_CHANNEL,
+  type JobKind,
+  releaseLostRun,
+  renewClaim,
+} from '../../db/job-queue.ts'
 import type { Config } from '../../schemas/config.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import type { ThreadJob, ThreadOutcome } from './job-thread-client.ts'
 import type { JobThreads } from './job-threads.ts'
 
-export type JobKind = ThreadJob['kind']
+export type { JobKind }
 
 /** What the runner counts (app/jobs/metrics.ts; import runs through plugins/imports.ts). */
 export interface RunnerMetrics {
@@ -128,11 +134,11 @@ export class JobRunner {
   async #claimNext(): Promise<ThreadJob | undefined> {
     const { sql, owner, config } = this.#options
     const claimImport = async () => {
-      const job = await claimImportJob(sql, owner, config.JOB_LEASE_SECONDS)
+      const job = await claimJob(sql, 'import', owner, config.JOB_LEASE_SECONDS)
       return job && { kind: 'import' as const, job }
     }
     const claimExport = async () => {
-      const job = await claimExportJob(sql, owner, config.JOB_LEASE_SECONDS)
+      const job = await claimJob(sql, 'export', owner, config.JOB_LEASE_SECONDS)
       return job && { kind: 'export' as const, job }
     }
     this.#exportsFirst = !this.#exportsFirst
@@ -181,8 +187,7 @@ export class JobRunner {
     const outcome = await thread.run(message)
     if (own) await thread.close().catch(() => {})
     if (outcome === 'crashed') {
-      const release = claimed.kind === 'import' ? releaseLostImportRun : releaseLostExportRun
-      await release(sql, claimed.job.id, owner).catch((error) =>
+      await releaseLostRun(sql, claimed.kind, claimed.job.id, owner).catch((error) =>
         log.warn({ err: error, job_id: claimed.job.id }, 'handing back a crashed job failed; its lease will expire'),
       )
     }
@@ -207,8 +212,8 @@ export class JobRunner {
   async #failExhaustedJobs(): Promise<void> {
     const { sql, config, log, metrics } = this.#options
     const failed = {
-      import: await failExhaustedImportJobs(sql, config.JOB_MAX_ATTEMPTS, this.#exhausted),
-      export: await failExhaustedExportJobs(sql, config.JOB_MAX_ATTEMPTS, this.#exhausted),
+      import: await failExhaustedJobs(sql, 'import', config.JOB_MAX_ATTEMPTS, this.#exhausted),
+      export: await failExhaustedJobs(sql, 'export', config.JOB_MAX_ATTEMPTS, this.#exhausted),
     }
     for (const kind of ['import', 'export'] as const) {
       if (failed[kind].length) metrics.exhausted(kind, failed[kind].length)

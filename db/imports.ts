@@ -141,12 +141,33 @@ export interface ImportJobFilter {
   limit: number
 }
 
-/** A listed job, with its created_at to the microsecond as text (ISO 8601, UTC) for a cursor. */
-export type ListedImportJob = ImportJobWithBlocker & { cursor_created_at: string }
+/**
+ * A listed job, with its created_at to the microsecond as text (ISO 8601, UTC) for a cursor, and
+ * its first errors.
+ */
+export type ListedImportJob = ImportJobWithBlocker & { cursor_created_at: string; first_errors: ImportErrorRow[] }
 
-/** Newest first; `before` continues after the last job of a previous page. */
-export async function listImportJobs(db: Kysely<Database>, filter: ImportJobFilter): Promise<ListedImportJob[]> {
-  let query = db.selectFrom('import_jobs').selectAll().select([cursorCreatedAt, blockedBy])
+/** The first `limit` errors of the row's job as one JSON array (record order), beside the row. */
+function firstErrors(limit: number) {
+  return kyselySql<ImportErrorRow[]>`coalesce((
+    select json_agg(e order by e.record, e.seq)
+    from (select * from import_errors where job_id = import_jobs.id order by record, seq limit ${limit}) e
+  ), '[]')`.as('first_errors')
+}
+
+/**
+ * Newest first, each job with its first `errors` errors, in one query; `before` continues after
+ * the last job of a previous page.
+ */
+export async function listImportJobs(
+  db: Kysely<Database>,
+  filter: ImportJobFilter,
+  errors: number,
+): Promise<ListedImportJob[]> {
+  let query = db
+    .selectFrom('import_jobs')
+    .selectAll()
+    .select([cursorCreatedAt, blockedBy, firstErrors(errors)])
   if (filter.status) query = query.where('status', '=', filter.status)
   if (filter.resource) query = query.where('resource', '=', filter.resource)
   if (filter.before) query = query.where(createdBefore(filter.before))

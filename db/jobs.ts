@@ -1,6 +1,5 @@
 import { sql as kyselySql, type RawBuilder } from 'kysely'
 import type { Sql } from './connection.ts'
-import type { Database } from './database.ts'
 
 // What both kinds of job (import_jobs, export_jobs) share beyond the queue (db/job-queue.ts):
 // list cursors, and the counts /metrics reads.

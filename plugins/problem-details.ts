@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import { SourceRejected } from '../app/imports/source.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
+import { IdempotencyKeyLost } from '../db/idempotency.ts'
 import {
   type InvalidParam,
   InvalidParamSchema,
@@ -221,6 +223,16 @@ export default fp(
     app.setErrorHandler((error: FastifyError, request, reply) => {
       if (error instanceof ProblemError) {
         return reply.problem(error.code, error.message, error.extensions)
+      }
+      // The errors of the app's own steps that a client caused, each as its problem.
+      if (error instanceof SourceRejected) {
+        return reply.problem('unprocessable', `${error.message.charAt(0).toUpperCase()}${error.message.slice(1)}.`)
+      }
+      if (error instanceof IdempotencyKeyLost) {
+        return reply.problem(
+          'conflict',
+          'Another request took this Idempotency-Key over while this one ran (it went silent for too long); send the request again with the same key to get the job.',
+        )
       }
       if (error.validation) {
         const part = (error.validationContext ?? 'body') as ValidationPart

@@ -1,22 +1,14 @@
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
+import { createExport } from '../../app/exports/create-export.ts'
 import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
 import { exportFileName, exportMediaTypes } from '../../app/exports/resources.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
-import { acquireIdempotencyKey, keyLostProblem } from '../../app/jobs/idempotency.ts'
-import {
-  type ExportJobRow,
-  findExportJob,
-  insertExportJob,
-  listExportJobs,
-  markExportDownloaded,
-} from '../../db/exports.ts'
-import { claimIdempotencyKey, IdempotencyKeyLost, releaseIdempotencyKey } from '../../db/idempotency.ts'
+import { type ExportJobRow, findExportJob, listExportJobs, markExportDownloaded } from '../../db/exports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
 import { CommentExportFiltersSchema } from '../../schemas/comments.ts'
@@ -33,8 +25,6 @@ import { IdempotencyHeadersSchema } from '../../schemas/imports.ts'
 import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 import { UserExportFiltersSchema } from '../../schemas/users.ts'
-
-const IDEMPOTENCY_SCOPE = 'exports'
 
 /**
  * Async export jobs (docs/contract.md §8): start one, follow it, list them, download the file (ETag, Range,
@@ -92,46 +82,13 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const body = request.body as ExportRequest
-      const job = {
-        resource: body.resource,
-        format: body.format,
-        fields: body.fields ? [...body.fields] : null,
-        filters: Object.fromEntries(Object.entries(body.filters ?? {}).sort(([a], [b]) => a.localeCompare(b))),
-        compression: body.compression ?? 'none',
-      }
-      const key = request.headers['idempotency-key']
-      if (!key) return accepted(reply, await insertExportJob(app.db, { ...job, idempotency_key: null }), false)
-
-      const fingerprint = createHash('sha256').update(JSON.stringify(job)).digest('hex')
-      let claim = await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
-      if (!claim.owned) {
-        // Another request holds (or held) the key: replay its job, or refuse.
-        const acquired = await acquireIdempotencyKey(
-          app.sql,
-          {
-            scope: IDEMPOTENCY_SCOPE,
-            key,
-            fingerprint,
-            ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-            waitMs: config.IDEMPOTENCY_WAIT_MS,
-            mismatch: 'This Idempotency-Key was used for another export request; use a new key.',
-          },
-          claim,
-        )
-        if ('replay' in acquired) return accepted(reply, await jobOr404(acquired.replay), true)
-        claim = acquired
-      }
-      const held = { scope: IDEMPOTENCY_SCOPE, key, token: claim.token }
-      try {
-        const created = await insertExportJob(app.db, { ...job, idempotency_key: key }, { ...held, fingerprint })
-        request.log.info({ job_id: created.id, resource: created.resource }, 'export job created')
-        return accepted(reply, created, false)
-      } catch (error) {
-        await releaseIdempotencyKey(app.sql, held).catch(() => {})
-        if (error instanceof IdempotencyKeyLost) throw keyLostProblem()
-        throw error
-      }
+      const creation = { sql: app.sql, db: app.db, config, log: request.log }
+      const { job, replayed } = await createExport(
+        creation,
+        request.body as ExportRequest,
+        request.headers['idempotency-key'],
+      )
+      return accepted(reply, job, replayed)
     },
   )
 

@@ -1,39 +1,18 @@
-import { rm } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
-import { checkImportUrl } from '../../app/imports/download.ts'
+import { createImport, type ImportRequest } from '../../app/imports/create-import.ts'
 import { failedRecords } from '../../app/imports/failed-records.ts'
-import {
-  type ImportOptions,
-  importFingerprint,
-  type ReceivedUpload,
-  receiveUpload,
-  uploadOptions,
-} from '../../app/imports/intake.ts'
 import { importJobView, recordErrorView } from '../../app/imports/job-view.ts'
-import { type ImportResource, importResources } from '../../app/imports/resources.ts'
-import { inspectSource, SourceRejected } from '../../app/imports/source.ts'
-import { type UnknownFieldList, UnknownFields } from '../../app/imports/unknown-fields.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
-import { acquireIdempotencyKey, keyLostProblem } from '../../app/jobs/idempotency.ts'
-import {
-  claimIdempotencyKey,
-  HEARTBEAT_MS,
-  IdempotencyKeyLost,
-  type KeyState,
-  releaseIdempotencyKey,
-  renewIdempotencyKey,
-} from '../../db/idempotency.ts'
 import {
   findImportJob,
   findImportJobWithErrors,
   firstImportErrors,
   type ImportJobRow,
   importErrorPages,
-  insertImportJob,
   listImportJobs,
   requestImportCancel,
 } from '../../db/imports.ts'
@@ -51,7 +30,6 @@ import {
 import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 
-const IDEMPOTENCY_SCOPE = 'imports'
 const FIRST_ERRORS = 20
 
 /**
@@ -125,101 +103,13 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
           `Send multipart/form-data (a file) or application/json (a URL), not ${mediaType}.`,
         )
       }
-      const key = request.headers['idempotency-key']
-      let claim: KeyState | undefined = key
-        ? await claimIdempotencyKey(app.sql, IDEMPOTENCY_SCOPE, key, config.IDEMPOTENCY_TTL_SECONDS)
-        : undefined
-      const held = () => (key && claim?.owned ? { scope: IDEMPOTENCY_SCOPE, key, token: claim.token } : undefined)
-      const heartbeat = setInterval(() => {
-        const key = held()
-        if (key) void renewIdempotencyKey(app.sql, key).catch(() => {})
-      }, HEARTBEAT_MS)
-      let upload: ReceivedUpload | undefined
-      let created = false
-      try {
-        let options: ImportOptions
-        let source: { sha256: string } | { url: string }
-        if (request.isMultipart()) {
-          upload = await receiveUpload(request, app.storage.importDir)
-          options = uploadOptions(upload.fields)
-          source = { sha256: upload.sha256 }
-        } else {
-          const body = request.body as Static<typeof ImportFromUrlSchema>
-          options = { resource: body.resource, format: body.format, dryRun: body.dry_run ?? false }
-          source = { url: body.url }
-        }
-        const fingerprint = importFingerprint(options, source)
-
-        // Another request holds (or held) the key: replay its job, or refuse.
-        if (key && claim && !claim.owned) {
-          const acquired = await acquireIdempotencyKey(
-            app.sql,
-            {
-              scope: IDEMPOTENCY_SCOPE,
-              key,
-              fingerprint,
-              ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-              waitMs: config.IDEMPOTENCY_WAIT_MS,
-              mismatch:
-                'This Idempotency-Key was used for another request (other resource, options or file); use a new key.',
-            },
-            claim,
-          )
-          if ('replay' in acquired) return accepted(reply, await jobOr404(acquired.replay), true)
-          claim = acquired
-        }
-
-        const resource = importResources[options.resource] as ImportResource
-        let format = options.format ?? null
-        let warnings: string[] = []
-        let unknownFields: UnknownFieldList = { names: [], more: false }
-        if (upload) {
-          const inspection = await inspectSource(upload.path, resource, {
-            declared: options.format,
-            filename: upload.filename,
-            contentType: upload.contentType,
-          })
-          format = inspection.format
-          warnings = inspection.warnings
-          unknownFields = UnknownFields.listOf(inspection.unknownFields)
-        } else {
-          await checkImportUrl((source as { url: string }).url, config.IMPORT_URL_ALLOW_PRIVATE)
-        }
-        const heldKey = held()
-        const job = await insertImportJob(
-          app.db,
-          {
-            resource: options.resource,
-            format,
-            dry_run: options.dryRun,
-            source_type: upload ? 'upload' : 'url',
-            source_filename: upload?.filename ?? null,
-            source_url: upload ? null : (source as { url: string }).url,
-            source_path: upload?.path ?? null,
-            source_size_bytes: upload?.sizeBytes ?? null,
-            source_sha256: upload?.sha256 ?? null,
-            bytes_total: upload?.sizeBytes ?? null,
-            batch_size: config.BATCH_SIZE,
-            warnings,
-            unknown_fields: unknownFields.names,
-            unknown_fields_more: unknownFields.more,
-            idempotency_key: key ?? null,
-          },
-          heldKey && { ...heldKey, fingerprint },
-        )
-        created = true
-        request.log.info({ job_id: job.id, resource: job.resource, source: job.source_type }, 'import job created')
-        return accepted(reply, job, false)
-      } catch (error) {
-        const key = held()
-        if (key) await releaseIdempotencyKey(app.sql, key).catch(() => {})
-        if (error instanceof SourceRejected) throw new ProblemError('unprocessable', `${capitalize(error.message)}.`)
-        if (error instanceof IdempotencyKeyLost) throw keyLostProblem()
-        throw error
-      } finally {
-        clearInterval(heartbeat)
-        if (upload && !created) await rm(upload.path, { force: true })
-      }
+      const body = request.body as Static<typeof ImportFromUrlSchema>
+      const asked: ImportRequest = request.isMultipart()
+        ? { kind: 'upload', request }
+        : { kind: 'url', resource: body.resource, url: body.url, format: body.format, dryRun: body.dry_run }
+      const creation = { sql: app.sql, db: app.db, config, importDir: app.storage.importDir, log: request.log }
+      const { job, replayed } = await createImport(creation, asked, request.headers['idempotency-key'])
+      return accepted(reply, job, replayed)
     },
   )
 
@@ -237,12 +127,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { status, resource, limit, cursor } = request.query
       const before = cursor ? decodeJobCursor(cursor) : undefined
-      const rows = await listImportJobs(app.db, { status, resource, before, limit: limit + 1 })
+      const rows = await listImportJobs(app.db, { status, resource, before, limit: limit + 1 }, FIRST_ERRORS)
       const page = rows.slice(0, limit)
       const last = page.at(-1)
-      const items = await Promise.all(page.map(jobBody))
       return {
-        items,
+        items: page.map(({ first_errors, ...job }) => importJobView(job, first_errors)),
         next_cursor:
           rows.length > limit && last ? encodeJobCursor({ createdAt: last.cursor_created_at, id: last.id }) : null,
       }
@@ -442,10 +331,6 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return jobBody(cancel.job)
     },
   )
-}
-
-function capitalize(text: string): string {
-  return text.charAt(0).toUpperCase() + text.slice(1)
 }
 
 /** A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break. */

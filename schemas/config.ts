@@ -39,7 +39,8 @@ export const ConfigSchema = Type.Object({
     default: 10,
     minimum: 1,
     maximum: 1000,
-    description: 'Maximum connections this process opens to PostgreSQL.',
+    description:
+      'Connections of the pool that serves HTTP requests (job status, lists, uploads, errors). The process opens other pools beside it; in all at most DATABASE_POOL_MAX + EXPORT_MAX_STREAMS + 1, plus 3 × WORKER_POOL_SIZE + 4 with RUN_JOBS (docs/api.md, "Database connections").',
   }),
   DATABASE_CONNECT_TIMEOUT_SECONDS: Type.Integer({
     default: 10,

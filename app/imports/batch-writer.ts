@@ -28,6 +28,9 @@ import type { UnknownFieldList } from './unknown-fields.ts'
 // a shutdown still takes effect within that time. The lock timeouts cover the upsert statements
 // only: the job's own row, which the heartbeat and cancel requests lock for an instant, is
 // written without one.
+//
+// Longer than most files on purpose: the lanes, their commit order, the key-conflict check and the
+// lock waits keep one set of invariants, and reading them apart would hide how they hold.
 
 /**
  * How long a lane's statement waits for a lock before the conflict is resolved by hand. Short:

@@ -6,6 +6,9 @@
 // Where a record ends follows the same rule as the parser that later reads it (docs/api.md,
 // "Records and errors"; parseCsvRecord in app/workers/import-batch.ts for CSV): a malformed
 // record is that record's parse_error, never a reason to move the boundaries of the others.
+//
+// Longer than most files on purpose: one scanner per format (CSV, NDJSON, JSON array) over one
+// buffer discipline (chunks, carry-over, byte offsets and lines); they change together.
 
 export type ImportFormat = 'csv' | 'ndjson' | 'json'
 

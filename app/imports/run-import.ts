@@ -39,6 +39,9 @@ import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 // batches in file order, each in one transaction with the job's counters, checkpoint and error
 // rows, so that a crash at any point leaves a consistent job that resumes after its last
 // committed batch.
+//
+// Longer than most files on purpose: a job's whole run (resume, inspection, the parse pipeline, the
+// writer, cancel and lease control, the end) reads as one sequence.
 
 /** How often a running job looks for a cancel request (and checks it still owns its lease). */
 const CONTROL_INTERVAL_MS = 1000

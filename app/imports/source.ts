@@ -12,6 +12,8 @@ import { UNKNOWN_FIELD_NAME_MAX_LENGTH } from './unknown-fields.ts'
 // be imported at all. Upload requests inspect it before they answer, so that a file that can
 // never be imported gets a 4xx problem at once instead of a failed job; the job inspects it again
 // (a URL source is only seen there).
+//
+// A little longer than most: sniffing, gzip detection and header checks of every format.
 
 const GZIP_MAGIC = [0x1f, 0x8b]
 /** How much of the (decompressed) start of a source is inspected. */

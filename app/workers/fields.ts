@@ -7,6 +7,9 @@ import { isWhiteSpace, type RecordFormat, recordFormats } from '../../schemas/re
 // tinypool worker threads on every record of an import (a million and more), so: no closures or
 // regular expressions made per record, one compiled TypeBox check per resource made at module
 // load, and the details of an error computed only for the records that fail it.
+//
+// Longer than most files on purpose: every field rule of the three validators in one place, so that
+// the hot path's conventions (no per-record allocation, errors computed only on failure) hold alike.
 
 /** Where a record comes from: a CSV row (text cells keyed by header) or a parsed JSON object. */
 export type Source = 'csv' | 'json'

@@ -29,6 +29,10 @@ import { UserExportFiltersSchema } from '../../schemas/users.ts'
 /**
  * Async export jobs (docs/contract.md §8): start one, follow it, list them, download the file (ETag, Range,
  * If-Range). The jobs run in plugins/jobs.ts; the streaming exports are in routes/<resource>/.
+ *
+ * Longer than most route files: each operation's OpenAPI description lives beside its handler,
+ * and the download's conditional and Range rules (RFC 9110) are checked here; each handler calls
+ * one function.
  */
 const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   for (const schema of [

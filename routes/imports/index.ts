@@ -1,18 +1,18 @@
 import { Readable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
 import { createImport, type ImportRequest } from '../../app/imports/create-import.ts'
+import { errorReport } from '../../app/imports/error-report.ts'
 import { failedRecords } from '../../app/imports/failed-records.ts'
-import { importJobView, recordErrorView } from '../../app/imports/job-view.ts'
+import { sendJobEvents } from '../../app/imports/job-events.ts'
+import { importJobView } from '../../app/imports/job-view.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
 import {
   findImportJob,
   findImportJobWithErrors,
   firstImportErrors,
   type ImportJobRow,
-  importErrorPages,
   listImportJobs,
   requestImportCancel,
 } from '../../db/imports.ts'
@@ -35,6 +35,9 @@ const FIRST_ERRORS = 20
 /**
  * Import jobs (docs/contract.md §6): start one from an upload or a URL, follow it, read its errors and its
  * rejected records, cancel it. The jobs themselves run in plugins/jobs.ts.
+ *
+ * Longer than most route files: seven operations, each with its OpenAPI description beside its
+ * handler; every handler parses, calls one function (app/imports/), and replies.
  */
 const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
   for (const schema of [
@@ -183,25 +186,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const job = await jobOr404(request.params.id)
-      const csv = request.query.format === 'csv'
-      const pages = importErrorPages(app.sql, job.id)
-      async function* lines() {
-        if (csv) yield 'line,record,id,field,code,message,value\n'
-        for await (const page of pages) {
-          let text = ''
-          for (const row of page) {
-            const error = recordErrorView(row)
-            text += csv
-              ? `${[error.line, error.record, error.id, error.field, error.code, error.message, error.value].map(csvCell).join(',')}\n`
-              : `${JSON.stringify(error)}\n`
-          }
-          yield text
-        }
-      }
+      const format = request.query.format === 'csv' ? 'csv' : 'ndjson'
       reply
-        .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
-        .header('content-disposition', `attachment; filename="import-${job.id}-errors.${csv ? 'csv' : 'ndjson'}"`)
-      return reply.send(Readable.from(lines()))
+        .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', `attachment; filename="import-${job.id}-errors.${format}"`)
+      return reply.send(Readable.from(errorReport(app.sql, job.id, format)))
     },
   )
 
@@ -266,41 +255,15 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      let job = await jobOr404(request.params.id)
+      const job = await jobOr404(request.params.id)
       reply.hijack()
-      const response = reply.raw
-      response.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-request-id': String(request.id),
+      await sendJobEvents({
+        request: request.raw,
+        response: reply.raw,
+        requestId: String(request.id),
+        current: async () => jobBody((await findImportJob(app.db, job.id)) ?? job),
+        draining: () => app.lifecycle.draining,
       })
-      let open = true
-      request.raw.on('close', () => {
-        open = false
-      })
-      let last = ''
-      let lastWrite = Date.now()
-      while (open) {
-        const body = await jobBody(job)
-        const text = JSON.stringify(body)
-        if (body.done) {
-          response.write(`event: done\ndata: ${text}\n\n`)
-          break
-        }
-        if (text !== last) {
-          response.write(`event: progress\ndata: ${text}\n\n`)
-          last = text
-          lastWrite = Date.now()
-        } else if (Date.now() - lastWrite > 15_000) {
-          response.write(': keep-alive\n\n')
-          lastWrite = Date.now()
-        }
-        await sleep(500)
-        if (app.lifecycle.draining) break
-        job = (await findImportJob(app.db, job.id)) ?? job
-      }
-      response.end()
     },
   )
 
@@ -331,13 +294,6 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return jobBody(cancel.job)
     },
   )
-}
-
-/** A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break. */
-function csvCell(value: string | number | undefined): string {
-  if (value === undefined) return ''
-  const text = String(value)
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
 }
 
 export default importRoutes

@@ -328,14 +328,15 @@ export async function outsiderConnection(t: TestHost, databaseUrl: string) {
 /**
  * A started app whose users table holds <prefix>1…<prefix>N@example.com (N = `seeded`), the row of
  * <prefix><locked>@example.com locked by another client's open transaction (`other`: end it with
- * `rollback`, then `release()`), for tests of imports that meet row locks.
+ * `rollback`, then `release()`), for tests of imports that meet row locks. Batches of 10 records
+ * unless `batchSize` says otherwise.
  */
 export async function appWithLockedUser(
   t: TestHost,
-  options: { prefix: string; seeded: number; locked: number },
+  options: { prefix: string; seeded: number; locked: number; batchSize?: number },
 ): Promise<{ app: FastifyInstance; other: Awaited<ReturnType<typeof outsiderConnection>> }> {
   const databaseUrl = await createTestDatabase(t)
-  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: '10' } })
+  const app = await buildTestApp(t, { databaseUrl, environment: { BATCH_SIZE: String(options.batchSize ?? 10) } })
   app.jobs.start()
   const seeded = await startImport(app, 'users', usersCsv(options.seeded, { prefix: options.prefix }))
   await waitForImport(app, seeded.id)

@@ -179,7 +179,7 @@ const RECONNECT_LIMIT_MS = 60_000
 export async function followImport(context: Context, job: ImportJob, progress: Progress): Promise<ImportJob | 'left'> {
   let last = job
   let left = false
-  let asking = false
+  let asking: AbortController | undefined
   let events = new AbortController()
   const leave = () => {
     left = true
@@ -188,10 +188,12 @@ export async function followImport(context: Context, job: ImportJob, progress: P
   const onInterrupt = async () => {
     if (asking) return
     if (!context.interactive) return leave()
-    asking = true
+    asking = new AbortController()
     progress.suspend()
-    const answer = await ask(`Cancel import ${job.id}? Batches already committed stay. [y/N] `)
-    asking = false
+    const answer = await ask(`Cancel import ${job.id}? Batches already committed stay. [y/N] `, asking.signal)
+    const ended = asking.signal.aborted
+    asking = undefined
+    if (ended) return // the job ended while the question was asked
     if (answer === null) return leave()
     if (/^y(es)?$/i.test(answer.trim())) {
       try {
@@ -248,15 +250,18 @@ export async function followImport(context: Context, job: ImportJob, progress: P
     return 'left'
   } finally {
     process.removeListener('SIGINT', onInterrupt)
+    // A question still on screen goes: the job ended meanwhile.
+    asking?.abort()
     progress.stop()
   }
 }
 
-/** A question on the terminal; null when it is answered by another Ctrl-C. */
-async function ask(question: string): Promise<string | null> {
+/** A question on the terminal; null when it is answered by another Ctrl-C (or `signal` withdraws it). */
+async function ask(question: string, signal: AbortSignal): Promise<string | null> {
   const lines = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
   const controller = new AbortController()
   lines.on('SIGINT', () => controller.abort())
+  signal.addEventListener('abort', () => controller.abort(), { once: true })
   try {
     return await lines.question(`\n${question}`, { signal: controller.signal })
   } catch {

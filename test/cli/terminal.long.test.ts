@@ -59,7 +59,7 @@ function terminal(name: string, args: string[], apiUrl: string): Terminal {
       tmux('send-keys', '-t', name, ...keys)
     },
     waitFor: async (pattern, what) => {
-      const deadline = Date.now() + 30_000
+      const deadline = Date.now() + 60_000
       for (;;) {
         const shown = screen()
         if (pattern.test(shown)) return shown
@@ -79,10 +79,10 @@ function keepScreen(t: Test, name: string, screen: string) {
 }
 
 t.test('a live bar, redrawn in place, that ends at 100% with a summary and exit 0', async (t) => {
-  const { app, other } = await appWithLockedUser(t, { prefix: 'bar', seeded: 300, locked: 250 })
+  const { app, other } = await appWithLockedUser(t, { prefix: 'bar', seeded: 30_000, locked: 25_000, batchSize: 500 })
   const apiUrl = await listen(app)
   const file = path.join(scratch, 'bar.csv')
-  writeFileSync(file, usersCsv(20_000, { prefix: 'bar' }))
+  writeFileSync(file, usersCsv(100_000, { prefix: 'bar' }))
   const term = terminal('bar', ['import', file, '--resource', 'users'], apiUrl)
 
   // The job commits batches up to the locked row, then waits: the bar shows where it stands.
@@ -98,8 +98,8 @@ t.test('a live bar, redrawn in place, that ends at 100% with a summary and exit 
   other.release()
   const done = await term.waitFor(/\[exit \d+\]/, 'the end')
   t.match(done, /\[exit 0\]/, 'exit 0: completed, no failed record')
-  t.match(done, /bar\.csv completed ▕█{30}▏ +100% +20,000 records/, 'the bar ends at 100%')
-  t.match(done, /import [0-9a-f-]{36} completed in \d+s: 20,000 records: 19,700 inserted, 300 updated, 0 failed/)
+  t.match(done, /bar\.csv completed ▕█{30}▏ +100% +100,000 records/, 'the bar ends at 100%')
+  t.match(done, /import [0-9a-f-]{36} completed in \d+s: 100,000 records: 70,000 inserted, 30,000 updated, 0 failed/)
   keepScreen(t, 'cli-import-waiting.txt', waiting)
   keepScreen(t, 'cli-import-done.txt', done)
   const bars = done.split('\n').filter((line) => line.includes('▕'))
@@ -111,9 +111,9 @@ t.test('a live bar, redrawn in place, that ends at 100% with a summary and exit 
 })
 
 t.test(
-  'Ctrl-C asks; "n" goes on, "y" cancels the job (exit 1); Ctrl-C twice leaves it running (exit 130)',
+  'Ctrl-C asks; "n" goes on, "y" cancels the job (exit 1); Ctrl-C twice leaves it running (exit 130); a job that ends meanwhile withdraws the question',
   async (t) => {
-    const { app, other } = await appWithLockedUser(t, { prefix: 'int', seeded: 300, locked: 250 })
+    const { app, other } = await appWithLockedUser(t, { prefix: 'int', seeded: 300, locked: 250, batchSize: 500 })
     const apiUrl = await listen(app)
     const file = path.join(scratch, 'int.csv')
     writeFileSync(file, usersCsv(20_000, { prefix: 'int' }))
@@ -152,8 +152,16 @@ t.test(
     t.match(left, `bulk-io jobs cancel ${secondId}`)
     t.equal((await importJob(app, secondId)).status, 'running', 'the job was left running')
 
+    // A job that ends while the question is on screen: the question goes, and the CLI ends as usual.
+    const withdrawn = terminal('withdrawn', ['import', file, '--resource', 'users'], apiUrl)
+    await withdrawn.waitFor(/int\.csv +(queued|waiting)/, 'the third job to wait')
+    withdrawn.keys('C-c')
+    await withdrawn.waitFor(/\[y\/N\] ?$/m, 'the question')
     await other`rollback`
     other.release()
+    const ended = await withdrawn.waitFor(/\[exit \d+\]/, 'the end')
+    t.match(ended, /import [0-9a-f-]{36} completed in \d+s: 20,000 records/, 'the job ran to its end')
+    t.match(ended, /\[exit 0\]/, 'no answer needed: exit 0')
     await until(
       async () => ((await importJob(app, secondId)).status === 'completed' ? true : undefined),
       'the left job to end',

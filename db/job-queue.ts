@@ -46,6 +46,8 @@ const rules = {
     onClaim: (sql: Sql) => sql`, not_before = null, waiting = null`,
     /** What a hand-back clears besides the lease, after a comma. */
     onHandBack: (sql: Sql) => sql`, waiting = null`,
+    /** An import records its progress with each batch it commits, not with its heartbeat. */
+    onRenew: (sql: Sql, _progress?: { rows: number; bytes: number }) => sql``,
     cancelRequested: (sql: Sql) => sql`cancel_requested`,
   },
   export: {
@@ -55,6 +57,9 @@ const rules = {
     /** An export starts its file again from the first row; it has nothing more to clear on a hand-back. */
     onClaim: (sql: Sql) => sql`, rows = 0, bytes = 0`,
     onHandBack: (sql: Sql) => sql``,
+    /** An export records the rows and bytes written so far with its heartbeat. */
+    onRenew: (sql: Sql, progress?: { rows: number; bytes: number }) =>
+      progress ? sql`, rows = ${progress.rows}, bytes = ${progress.bytes}` : sql``,
     cancelRequested: (sql: Sql) => sql`false`,
   },
 } as const
@@ -129,9 +134,8 @@ export async function renewLease(
   progress?: { rows: number; bytes: number },
 ): Promise<{ owned: boolean; cancelRequested: boolean }> {
   const rule = rules[kind]
-  const recorded = kind === 'export' && progress ? sql`, rows = ${progress.rows}, bytes = ${progress.bytes}` : sql``
   const [row] = await sql<{ cancel_requested: boolean }[]>`
-    update ${rule.table(sql)} set lease_expires_at = now() + make_interval(secs => ${leaseSeconds}) ${recorded}
+    update ${rule.table(sql)} set lease_expires_at = now() + make_interval(secs => ${leaseSeconds}) ${rule.onRenew(sql, progress)}
     where id = ${jobId} and lease_owner = ${owner} and status = 'running'
     returning ${rule.cancelRequested(sql)} as cancel_requested`
   return { owned: Boolean(row), cancelRequested: row?.cancel_requested ?? false }

@@ -35,9 +35,8 @@ export async function createExport(
   const keyOptions = {
     scope: 'exports',
     key: idempotencyKey,
-    ttlSeconds: creation.config.IDEMPOTENCY_TTL_SECONDS,
-    waitMs: creation.config.IDEMPOTENCY_WAIT_MS,
     mismatch: 'This Idempotency-Key was used for another export request; use a new key.',
+    config: creation.config,
   }
   return idempotent(creation.sql, keyOptions, async (key) => {
     const replay = await key.settle(createHash('sha256').update(JSON.stringify(job)).digest('hex'))

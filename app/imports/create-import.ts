@@ -42,23 +42,24 @@ export async function createImport(
   const keyOptions = {
     scope: 'imports',
     key: idempotencyKey,
-    ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-    waitMs: config.IDEMPOTENCY_WAIT_MS,
     mismatch: 'This Idempotency-Key was used for another request (other resource, options or file); use a new key.',
+    config,
   }
   return idempotent(creation.sql, keyOptions, async (key) => {
     let upload: ReceivedUpload | undefined
     let created = false
     try {
       let options: ImportOptions
+      const url = asked.kind === 'url' ? asked.url : null
       if (asked.kind === 'upload') {
         upload = await receiveUpload(asked.request, creation.importDir)
         options = uploadOptions(upload.fields)
       } else {
         options = { resource: asked.resource, format: asked.format, dryRun: asked.dryRun ?? false }
       }
-      const source = upload ? { sha256: upload.sha256 } : { url: (asked as { url: string }).url }
-      const replay = await key.settle(importFingerprint(options, source))
+      const replay = await key.settle(
+        importFingerprint(options, upload ? { sha256: upload.sha256 } : { url: url ?? '' }),
+      )
       if (replay) {
         const job = await findImportJob(creation.db, replay)
         if (!job) throw new ProblemError('not_found', `There is no import job ${replay}.`)
@@ -78,7 +79,7 @@ export async function createImport(
         warnings = inspection.warnings
         unknownFields = UnknownFields.listOf(inspection.unknownFields)
       } else {
-        await checkImportUrl((source as { url: string }).url, config.IMPORT_URL_ALLOW_PRIVATE)
+        await checkImportUrl(url ?? '', config.IMPORT_URL_ALLOW_PRIVATE)
       }
       const job = await insertImportJob(
         creation.db,
@@ -88,7 +89,7 @@ export async function createImport(
           dry_run: options.dryRun,
           source_type: upload ? 'upload' : 'url',
           source_filename: upload?.filename ?? null,
-          source_url: upload ? null : (source as { url: string }).url,
+          source_url: url,
           source_path: upload?.path ?? null,
           source_size_bytes: upload?.sizeBytes ?? null,
           source_sha256: upload?.sha256 ?? null,

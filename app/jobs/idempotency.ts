@@ -9,17 +9,17 @@ import {
   settledIdempotencyKey,
 } from '../../db/idempotency.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
+import type { Config } from '../../schemas/config.ts'
 
 export interface IdempotencyOptions {
   /** imports or exports: keys of one scope never meet those of another. */
   scope: string
   /** The request's Idempotency-Key, if it sent one. */
   key: string | undefined
-  ttlSeconds: number
-  /** How long to wait for another request that holds the key in flight. */
-  waitMs: number
   /** The 422 detail when the key was used for another request. */
   mismatch: string
+  /** IDEMPOTENCY_TTL_SECONDS, and IDEMPOTENCY_WAIT_MS: how long to wait for a request that holds the key. */
+  config: Pick<Config, 'IDEMPOTENCY_TTL_SECONDS' | 'IDEMPOTENCY_WAIT_MS'>
 }
 
 /** What a request that creates a job does with its key, inside idempotent(). */
@@ -54,7 +54,7 @@ export async function idempotent<T>(
       completion: () => undefined,
     })
   }
-  let claim = await claimIdempotencyKey(sql, scope, key, options.ttlSeconds)
+  let claim = await claimIdempotencyKey(sql, scope, key, options.config.IDEMPOTENCY_TTL_SECONDS)
   const held = (): HeldKey | undefined => (claim.owned ? { scope, key, token: claim.token } : undefined)
   const heartbeat = setInterval(() => {
     const current = held()
@@ -85,18 +85,8 @@ export async function idempotent<T>(
   }
 }
 
-export interface KeyRequest {
-  /** imports or exports: keys of one scope never meet those of another. */
-  scope: string
-  key: string
-  /** What the request asks for (resource, options, file or URL): the same key must ask the same. */
-  fingerprint: string
-  ttlSeconds: number
-  /** How long to wait for another request that holds the key in flight. */
-  waitMs: number
-  /** The 422 detail when the key was used for another request. */
-  mismatch: string
-}
+/** A key to settle: what the request asks for (its fingerprint) must be what the key was used for. */
+type KeyRequest = IdempotencyOptions & { key: string; fingerprint: string }
 
 /**
  * Settles an Idempotency-Key (docs/contract.md §9) that another request held when this one claimed it:
@@ -104,7 +94,7 @@ export interface KeyRequest {
  * names the job the key completed with, to be replayed.
  * @throws ProblemError 422 when the key completed with another fingerprint, 409 when it is still in flight after `waitMs`
  */
-export async function acquireIdempotencyKey(
+async function acquireIdempotencyKey(
   sql: Sql,
   request: KeyRequest,
   state: KeyState,
@@ -113,7 +103,7 @@ export async function acquireIdempotencyKey(
   let claim = state
   for (;;) {
     if (claim.owned) return claim
-    const settled = await settledIdempotencyKey(sql, scope, key, claim, request.waitMs)
+    const settled = await settledIdempotencyKey(sql, scope, key, claim, request.config.IDEMPOTENCY_WAIT_MS)
     if (settled.owned) return settled
     if (settled.state === 'completed') {
       if (settled.fingerprint !== request.fingerprint) throw new ProblemError('unprocessable', request.mismatch)
@@ -122,6 +112,6 @@ export async function acquireIdempotencyKey(
     if (settled.state === 'in_flight') {
       throw new ProblemError('conflict', 'A request with this Idempotency-Key is still in progress; retry later.')
     }
-    claim = await claimIdempotencyKey(sql, scope, key, request.ttlSeconds)
+    claim = await claimIdempotencyKey(sql, scope, key, request.config.IDEMPOTENCY_TTL_SECONDS)
   }
 }

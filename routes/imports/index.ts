@@ -261,7 +261,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         request: request.raw,
         response: reply.raw,
         requestId: String(request.id),
-        current: async () => jobBody((await findImportJob(app.db, job.id)) ?? job),
+        // One round trip a poll: the job with its first errors.
+        current: async () => {
+          const found = await findImportJobWithErrors(app.sql, job.id, FIRST_ERRORS)
+          return found ? importJobView(found.job, found.errors) : jobBody(job)
+        },
         draining: () => app.lifecycle.draining,
       })
     },

@@ -3,18 +3,9 @@ import { stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { createInterface } from 'node:readline/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import {
-  dataOf,
-  type Format,
-  type ImportJob,
-  importEvents,
-  ProblemError,
-  type Resource,
-  uploadImport,
-  urlImport,
-} from '../index.ts'
+import { dataOf, type Format, type ImportJob, importEvents, type Resource, uploadImport, urlImport } from '../index.ts'
 import { type Context, contextOf, parseCommand, print, printJson, progressFor } from './context.ts'
-import { bytes, CliError, count, counted, duration, exitCodes, shortId, UsageError } from './output.ts'
+import { bytes, CliError, count, counted, duration, exitCodes, isTransient, shortId, UsageError } from './output.ts'
 import type { Progress, ProgressState } from './progress.ts'
 
 // `bulk-io import <file|url> --resource <name>`: uploads the file (or has the service download the
@@ -219,7 +210,7 @@ export async function followImport(context: Context, job: ImportJob, progress: P
         }
       } catch (error) {
         if (left) break
-        if (error instanceof ProblemError) throw error
+        if (!isTransient(error)) throw error
         failingSince ??= Date.now()
       }
       if (left) break
@@ -234,7 +225,7 @@ export async function followImport(context: Context, job: ImportJob, progress: P
           return last
         }
       } catch (error) {
-        if (error instanceof ProblemError) throw error
+        if (!isTransient(error)) throw error
         failingSince ??= Date.now()
       }
       if (failingSince !== undefined && Date.now() - failingSince > RECONNECT_LIMIT_MS) {

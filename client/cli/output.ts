@@ -51,6 +51,16 @@ export function describeError(error: unknown, apiUrl: string): string[] {
   return [`error: ${error instanceof Error ? error.message : String(error)}`]
 }
 
+/**
+ * Whether an error may pass if the request is made again: the service could not be reached, or
+ * answered that it is unavailable for now (503 while it restarts or drains, 502 and 504 from a
+ * proxy in front of it).
+ */
+export function isTransient(error: unknown): boolean {
+  if (error instanceof ProblemError) return [502, 503, 504].includes(error.problem.status)
+  return error instanceof TypeError // fetch failed: refused, reset, DNS
+}
+
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
 
 /** 1234567 → "1,234,567" */

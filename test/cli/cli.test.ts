@@ -299,6 +299,6 @@ t.test('the service restarts mid-import: the CLI follows the job on, to its end'
   const result = await run.result
   t.equal(result.code, 0, result.stderr)
   t.match(result.stdout, /completed in \d+s: 6,000 records: 3,000 inserted, 3,000 updated, 0 failed/)
-  t.match(result.stderr, /waiting \(row_locks\)[^]*completed 100\.0%/, 'one progress, across the restart')
+  t.match(result.stderr, /waiting \(row_locks\)[\s\S]*completed 100\.0%/, 'one progress, across the restart')
   t.equal(await countRows(second, `select 1 from users where email like 'restart%'`), 6000)
 })

@@ -15,6 +15,7 @@ import fp from 'fastify-plugin'
 import type { DatabaseOptions } from '../plugins/db.ts'
 import type { JobFaults } from '../plugins/jobs.ts'
 import { requestId } from '../plugins/request-id.ts'
+import type { ResourceDescriptor } from '../resources/index.ts'
 import type { Config } from '../schemas/config.ts'
 import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemBody, problemTypes, problemTypeUri } from '../schemas/problem.ts'
 import { isTimestampWithZone } from '../schemas/record-formats.ts'
@@ -24,6 +25,11 @@ const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export interface AppOptions {
   config: Config
   database: DatabaseOptions
+  /**
+   * The resources to serve (resources/): by default users, articles and comments. Tests add one
+   * to prove that a resource is one descriptor and one migration.
+   */
+  resources?: readonly ResourceDescriptor[]
   /** Faults injected by tests (plugins/jobs.ts); never set by the service itself. */
   faults?: JobFaults
   /**

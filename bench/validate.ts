@@ -4,10 +4,14 @@
 // JSON round trip: a parser hands out flat strings, while the template literals that build them
 // here are rope strings that V8 would flatten on first access, inside the timed loop.
 import { performance } from 'node:perf_hooks'
-import { validate as validateArticle } from '../app/workers/articles.ts'
-import { validate as validateComment } from '../app/workers/comments.ts'
 import type { RecordOutcome } from '../app/workers/fields.ts'
-import { validate as validateUser } from '../app/workers/users.ts'
+import articles from '../resources/articles.ts'
+import comments from '../resources/comments.ts'
+import users from '../resources/users.ts'
+
+const validateArticle = articles.validate
+const validateComment = comments.validate
+const validateUser = users.validate
 
 const count = Number(process.argv[2] ?? 1_000_000)
 const roles = ['admin', 'editor', 'author', 'reader']

@@ -18,46 +18,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/exports/articles/stream": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Stream every article matching the filters, in primary-key order, from one snapshot
-         * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
-         */
-        get: operations["streamArticlesExport"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/exports/comments/stream": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Stream every comment matching the filters, in primary-key order, from one snapshot
-         * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
-         */
-        get: operations["streamCommentsExport"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/exports": {
         parameters: {
             query?: never;
@@ -288,6 +248,46 @@ export interface paths {
          * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
          */
         get: operations["streamUsersExport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/articles/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream every article matching the filters, in primary-key order, from one snapshot
+         * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
+         */
+        get: operations["streamArticlesExport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/exports/comments/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream every comment matching the filters, in primary-key order, from one snapshot
+         * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
+         */
+        get: operations["streamCommentsExport"];
         put?: never;
         post?: never;
         delete?: never;
@@ -735,150 +735,6 @@ export interface operations {
             };
             /** @description An API key is required (only when the service has API_KEYS set). */
             401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Unexpected failure; the body is generic, the log line has the details. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    streamArticlesExport: {
-        parameters: {
-            query?: {
-                /** @description ndjson (one JSON object per line), csv (RFC 4180 with a header row) or json (one array). */
-                format?: "csv" | "ndjson" | "json";
-                /** @description Columns to export, in this order (default: all, in the order id, slug, title, body, author_id, tags, published_at, status). In a query string: comma-separated or repeated. */
-                fields?: ("id" | "slug" | "title" | "body" | "author_id" | "tags" | "published_at" | "status")[];
-                /** @description Only drafts or only published articles. */
-                status?: "draft" | "published";
-                /** @description Only this author’s articles. */
-                author_id?: string;
-                /** @description Only articles with this tag (exact, case-sensitive). */
-                tag?: string;
-                /** @description published_at at or after this (drafts never match). */
-                published_after?: string;
-                /** @description published_at before this (drafts never match). */
-                published_before?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The rows: CSV with a header row, NDJSON, or a JSON array. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/csv": string;
-                    "application/x-ndjson": string;
-                    "application/json": Record<string, never>[];
-                };
-            };
-            /** @description The request does not match the schema; `errors` lists every failing field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description An API key is required (only when the service has API_KEYS set). */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description EXPORT_MAX_STREAMS streams are running; retry after a few seconds. */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Unexpected failure; the body is generic, the log line has the details. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    streamCommentsExport: {
-        parameters: {
-            query?: {
-                /** @description ndjson (one JSON object per line), csv (RFC 4180 with a header row) or json (one array). */
-                format?: "csv" | "ndjson" | "json";
-                /** @description Columns to export, in this order (default: all, in the order id, article_id, user_id, body, created_at). In a query string: comma-separated or repeated. */
-                fields?: ("id" | "article_id" | "user_id" | "body" | "created_at")[];
-                /** @description Only comments on this article. */
-                article_id?: string;
-                /** @description Only this user’s comments. */
-                user_id?: string;
-                /** @description created_at at or after this. */
-                created_after?: string;
-                /** @description created_at before this. */
-                created_before?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The rows: CSV with a header row, NDJSON, or a JSON array. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/csv": string;
-                    "application/x-ndjson": string;
-                    "application/json": Record<string, never>[];
-                };
-            };
-            /** @description The request does not match the schema; `errors` lists every failing field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description An API key is required (only when the service has API_KEYS set). */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description EXPORT_MAX_STREAMS streams are running; retry after a few seconds. */
-            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1791,6 +1647,150 @@ export interface operations {
                 updated_after?: string;
                 /** @description updated_at before this. */
                 updated_before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows: CSV with a header row, NDJSON, or a JSON array. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/x-ndjson": string;
+                    "application/json": Record<string, never>[];
+                };
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description EXPORT_MAX_STREAMS streams are running; retry after a few seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamArticlesExport: {
+        parameters: {
+            query?: {
+                /** @description ndjson (one JSON object per line), csv (RFC 4180 with a header row) or json (one array). */
+                format?: "csv" | "ndjson" | "json";
+                /** @description Columns to export, in this order (default: all, in the order id, slug, title, body, author_id, tags, published_at, status). In a query string: comma-separated or repeated. */
+                fields?: ("id" | "slug" | "title" | "body" | "author_id" | "tags" | "published_at" | "status")[];
+                /** @description Only drafts or only published articles. */
+                status?: "draft" | "published";
+                /** @description Only this author’s articles. */
+                author_id?: string;
+                /** @description Only articles with this tag (exact, case-sensitive). */
+                tag?: string;
+                /** @description published_at at or after this (drafts never match). */
+                published_after?: string;
+                /** @description published_at before this (drafts never match). */
+                published_before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows: CSV with a header row, NDJSON, or a JSON array. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/x-ndjson": string;
+                    "application/json": Record<string, never>[];
+                };
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description EXPORT_MAX_STREAMS streams are running; retry after a few seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamCommentsExport: {
+        parameters: {
+            query?: {
+                /** @description ndjson (one JSON object per line), csv (RFC 4180 with a header row) or json (one array). */
+                format?: "csv" | "ndjson" | "json";
+                /** @description Columns to export, in this order (default: all, in the order id, article_id, user_id, body, created_at). In a query string: comma-separated or repeated. */
+                fields?: ("id" | "article_id" | "user_id" | "body" | "created_at")[];
+                /** @description Only comments on this article. */
+                article_id?: string;
+                /** @description Only this user’s comments. */
+                user_id?: string;
+                /** @description created_at at or after this. */
+                created_after?: string;
+                /** @description created_at before this. */
+                created_before?: string;
             };
             header?: never;
             path?: never;

@@ -15,13 +15,16 @@ export type ExportStatus = 'queued' | 'running' | 'completed' | 'failed' | 'canc
 /** How a column is written: each kind has one CSV rendering that the import reads back exactly. */
 export type ExportColumnKind = 'uuid' | 'text' | 'boolean' | 'timestamp' | 'tags'
 
-/** What an export needs to know of a resource's table (each db/<resource>.ts has one). */
+/** How a filter tests its column (`has`: the array column contains the value). */
+export type ExportFilterTest = '=' | '>=' | '<' | 'has'
+
+/** What an export needs to know of a resource's table (derived from its descriptor, resources/). */
 export interface ExportTable {
-  table: 'users' | 'articles' | 'comments'
-  /** Every column, in the order of docs/contract.md §1, with its kind. */
+  table: string
+  /** Every column, in export order, with its kind. */
   columns: Readonly<Record<string, ExportColumnKind>>
-  /** Each filter: the column it tests and how (`has`: the array column contains the value). */
-  filters: Readonly<Record<string, { column: string; test: '=' | '>=' | '<' | 'has' }>>
+  /** Each filter: the column it tests and how. */
+  filters: Readonly<Record<string, { column: string; test: ExportFilterTest }>>
 }
 
 export interface ExportQuery {

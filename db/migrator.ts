@@ -3,13 +3,44 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Kysely } from 'kysely'
-import { FileMigrationProvider, type MigrationResult, Migrator, NO_MIGRATIONS } from 'kysely/migration'
+import {
+  FileMigrationProvider,
+  type Migration,
+  type MigrationProvider,
+  type MigrationResult,
+  Migrator,
+  NO_MIGRATIONS,
+} from 'kysely/migration'
 
 const migrationFolder = fileURLToPath(new URL('./migrations', import.meta.url))
 
-/** Kysely's migrator over db/migrations/; it serialises concurrent runs with an advisory lock. */
-export function createMigrator<Schema>(db: Kysely<Schema>): Migrator {
-  return new Migrator({ db, provider: new FileMigrationProvider({ fs, path, migrationFolder }) })
+/** The migrations of several folders as one list (names must be unique across them). */
+class FoldersMigrationProvider implements MigrationProvider {
+  private readonly folders: readonly string[]
+
+  constructor(folders: readonly string[]) {
+    this.folders = folders
+  }
+
+  async getMigrations(): Promise<Record<string, Migration>> {
+    const all: Record<string, Migration> = {}
+    for (const folder of this.folders) {
+      const found = await new FileMigrationProvider({ fs, path, migrationFolder: folder }).getMigrations()
+      for (const [name, migration] of Object.entries(found)) {
+        if (all[name]) throw new Error(`two migrations are named ${name}`)
+        all[name] = migration
+      }
+    }
+    return all
+  }
+}
+
+/**
+ * Kysely's migrator over db/migrations/ (and `extraFolders`: a test's resource brings its own);
+ * it serialises concurrent runs with an advisory lock.
+ */
+export function createMigrator<Schema>(db: Kysely<Schema>, extraFolders: readonly string[] = []): Migrator {
+  return new Migrator({ db, provider: new FoldersMigrationProvider([migrationFolder, ...extraFolders]) })
 }
 
 /** A migration run that failed; `applied` lists what did succeed before it. */
@@ -31,8 +62,11 @@ function outcome(resultSet: { error?: unknown; results?: MigrationResult[] }): s
 }
 
 /** Applies every pending migration; returns the names applied (empty when up to date). */
-export async function migrateToLatest<Schema>(db: Kysely<Schema>): Promise<string[]> {
-  return outcome(await createMigrator(db).migrateToLatest())
+export async function migrateToLatest<Schema>(
+  db: Kysely<Schema>,
+  extraFolders: readonly string[] = [],
+): Promise<string[]> {
+  return outcome(await createMigrator(db, extraFolders).migrateToLatest())
 }
 
 /** Reverts the newest applied migration; returns its name (empty when none is applied). */

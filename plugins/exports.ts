@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { connect, type Sql } from '../db/connection.ts'
-import { exportFormats, exportResourceNames } from '../schemas/exports.ts'
+import { resourceNames } from '../resources/index.ts'
+import { exportFormats } from '../schemas/exports.ts'
 
 export type ExportMode = 'stream' | 'async'
 
@@ -72,7 +73,7 @@ export default fp(
       labelNames: ['resource', 'fetched'],
     })
     // Every series from the start, at zero (rates and alerts have data before the first export).
-    for (const resource of exportResourceNames) {
+    for (const resource of resourceNames(app.resources)) {
       streamsInProgress.set({ resource }, 0)
       for (const fetched of ['true', 'false']) expiredTotal.inc({ resource, fetched }, 0)
       for (const format of exportFormats) {
@@ -113,5 +114,5 @@ export default fp(
       await connection.close()
     })
   },
-  { name: 'exports', dependencies: ['config', 'db', 'metrics'] },
+  { name: 'exports', dependencies: ['config', 'db', 'metrics', 'resources'] },
 )

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
+import { resourceNames } from '../resources/index.ts'
 import { importFormats } from '../schemas/imports.ts'
-import { resourceNames } from '../schemas/jobs.ts'
 
 export type ImportOutcome = 'inserted' | 'updated' | 'failed'
 
@@ -72,7 +72,7 @@ export default fp(
     })
     // Every known series from the start, at zero: a rate or an alert over them has data before
     // the first import.
-    for (const resource of resourceNames) {
+    for (const resource of resourceNames(app.resources)) {
       for (const format of importFormats) {
         for (const outcome of ['inserted', 'updated', 'failed']) recordsTotal.inc({ resource, format, outcome }, 0)
         bytesRead.inc({ resource, format }, 0)
@@ -106,5 +106,5 @@ export default fp(
       },
     })
   },
-  { name: 'imports', dependencies: ['metrics'] },
+  { name: 'imports', dependencies: ['metrics', 'resources'] },
 )

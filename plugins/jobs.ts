@@ -46,6 +46,7 @@ export default fp(
     const data: JobThreadData = {
       databaseUrl: app.database.url,
       owner,
+      resourceModules: app.resources.map((resource) => resource.module),
       logLevel: config.LOG_LEVEL,
       importDir: app.storage.importDir,
       workerPoolSize: config.WORKER_POOL_SIZE,
@@ -116,5 +117,5 @@ export default fp(
       await runner.close()
     })
   },
-  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage', 'imports', 'exports'] },
+  { name: 'jobs', dependencies: ['config', 'db', 'metrics', 'storage', 'imports', 'exports', 'resources'] },
 )

@@ -19,3 +19,8 @@ export function stringEnum<const Values extends readonly string[]>(
 ) {
   return Type.Unsafe<Values[number]>({ type: 'string', enum: [...values], ...options })
 }
+
+/** `users` → `Users`: the stem of a resource's schema names (UsersExportRequest). */
+export function pascalName(name: string): string {
+  return name.replace(/(^|_)([a-z])/g, (_match, _underscore, letter: string) => letter.toUpperCase())
+}

@@ -1,25 +1,22 @@
-import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox'
-import { ArticleExportFiltersSchema, articleColumns } from './articles.ts'
-import { CommentExportFiltersSchema, commentColumns } from './comments.ts'
-import { ref, stringEnum } from './common.ts'
+import { type Static, type TObject, Type } from '@sinclair/typebox'
+import { pascalName, ref, stringEnum } from './common.ts'
 import { jobListSchema, jobStatuses } from './jobs.ts'
-import { UserExportFiltersSchema, userColumns } from './users.ts'
 
 // The export API (docs/contract.md §8): streams, and async export jobs whose fixed field names (id, resource,
 // format, status, done, created_at, started_at, finished_at, error) are those of import jobs.
+// Built from the list of resources (resources/): each one's columns and filters.
 
 export const exportFormats = ['csv', 'ndjson', 'json'] as const
 export const exportCompressions = ['none', 'gzip'] as const
 
-/** Each resource's columns (in export order) and filters: the one table both export modes read. */
-export const exportResourceSchemas = {
-  users: { columns: userColumns, filters: UserExportFiltersSchema },
-  articles: { columns: articleColumns, filters: ArticleExportFiltersSchema },
-  comments: { columns: commentColumns, filters: CommentExportFiltersSchema },
-} as const satisfies Record<string, { columns: readonly string[]; filters: TObject }>
-
-export type ExportResourceName = keyof typeof exportResourceSchemas
-export const exportResourceNames = Object.keys(exportResourceSchemas) as ExportResourceName[]
+/** What the export schemas read of a resource (its descriptor). */
+export interface ExportedResource {
+  readonly name: string
+  /** Columns in export order. */
+  readonly columns: readonly string[]
+  /** The filters' schema, with an $id. */
+  readonly exportFilters: TObject
+}
 
 function fieldsSchema(columns: readonly string[]) {
   return Type.Array(stringEnum(columns), {
@@ -35,87 +32,103 @@ const formatSchema = stringEnum(exportFormats, {
 })
 
 /** The querystring of GET /api/v1/exports/<resource>/stream: format, fields and the resource's filters. */
-export function streamQuerySchema(resource: ExportResourceName) {
-  const { columns, filters } = exportResourceSchemas[resource]
+export function streamQuerySchema(resource: ExportedResource) {
   return Type.Object(
-    { format: formatSchema, fields: Type.Optional(fieldsSchema(columns)), ...filters.properties },
+    {
+      format: formatSchema,
+      fields: Type.Optional(fieldsSchema(resource.columns)),
+      ...(resource.exportFilters.properties as Record<string, TObject>),
+    },
     { additionalProperties: false },
   )
 }
 
-function exportRequestSchema<Filters extends TSchema>(resource: ExportResourceName, filters: Filters, $id: string) {
-  const { columns } = exportResourceSchemas[resource]
+function exportRequestSchema(resource: ExportedResource) {
   return Type.Object(
     {
-      resource: Type.Literal(resource),
+      resource: Type.Literal(resource.name),
       format: formatSchema,
-      fields: Type.Optional(fieldsSchema(columns)),
-      filters: Type.Optional(ref(filters as Filters & { $id: string })),
+      fields: Type.Optional(fieldsSchema(resource.columns)),
+      filters: Type.Optional(ref(resource.exportFilters)),
       compression: Type.Optional(
         stringEnum(exportCompressions, { default: 'none', description: 'gzip: the file is written gzip-compressed.' }),
       ),
     },
-    { $id, additionalProperties: false, description: `An export of ${resource}.` },
+    {
+      $id: `${pascalName(resource.name)}ExportRequest`,
+      additionalProperties: false,
+      description: `An export of ${resource.name}.`,
+    },
   )
 }
 
-export const exportRequests = [
-  exportRequestSchema('users', UserExportFiltersSchema, 'UsersExportRequest'),
-  exportRequestSchema('articles', ArticleExportFiltersSchema, 'ArticlesExportRequest'),
-  exportRequestSchema('comments', CommentExportFiltersSchema, 'CommentsExportRequest'),
-]
+/** The body of POST /api/v1/exports, as a handler gets it (validated against its resource's shape). */
+export type ExportRequest = Omit<Static<ReturnType<typeof exportRequestSchema>>, 'filters'> & {
+  filters?: Readonly<Record<string, string | boolean | undefined>>
+}
 
 /**
- * The body of POST /api/v1/exports: one shape per resource, chosen by `resource` (a
- * discriminator, so a validation error speaks of the chosen resource's fields only).
+ * The shared schemas of the export API for these resources: each one's filters and request
+ * shape, the request (one shape per resource, chosen by `resource`: a discriminator, so a
+ * validation error speaks of the chosen resource's fields only), the job and a page of jobs.
  */
-export const ExportRequestSchema = Type.Unsafe<Static<(typeof exportRequests)[number]>>({
-  $id: 'ExportRequest',
-  type: 'object',
-  // `properties` names the resources once more, so that an unknown one fails with their list.
-  properties: { resource: stringEnum(exportResourceNames) },
-  required: ['resource'],
-  oneOf: exportRequests.map((schema) => ref(schema)),
-  discriminator: { propertyName: 'resource' },
-  description: 'What to export: the resource, the format, and optionally fields, filters and compression.',
-})
-
-export type ExportRequest = Static<typeof ExportRequestSchema>
+export function exportSchemas(resources: readonly ExportedResource[]) {
+  const resourceNames = resources.map((resource) => resource.name)
+  const requests = resources.map(exportRequestSchema)
+  const request = Type.Unsafe<ExportRequest>({
+    $id: 'ExportRequest',
+    type: 'object',
+    // `properties` names the resources once more, so that an unknown one fails with their list.
+    properties: { resource: stringEnum(resourceNames) },
+    required: ['resource'],
+    oneOf: requests.map((schema) => ref(schema)),
+    discriminator: { propertyName: 'resource' },
+    description: 'What to export: the resource, the format, and optionally fields, filters and compression.',
+  })
+  const job = exportJobSchema(resourceNames)
+  return {
+    filters: resources.map((resource) => resource.exportFilters),
+    requests,
+    request,
+    job,
+    jobList: jobListSchema(job, 'ExportJobList'),
+  }
+}
 
 const nullableString = (description: string, format?: string) =>
   Type.Union([Type.String(format ? { format } : {}), Type.Null()], { description })
 
-export const ExportJobSchema = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    resource: stringEnum(exportResourceNames),
-    format: stringEnum(exportFormats),
-    status: stringEnum(jobStatuses),
-    done: Type.Boolean({ description: 'True once the status is completed, failed or cancelled.' }),
-    created_at: Type.String({ format: 'date-time' }),
-    started_at: nullableString('When the job first started running.'),
-    finished_at: nullableString('When the job finished.'),
-    counters: Type.Object(
-      {
-        rows: Type.Integer({ description: 'Rows written (so far, while running).' }),
-        bytes: Type.Integer({ description: 'Bytes of the file (compressed, with compression gzip).' }),
-      },
-      { additionalProperties: false },
-    ),
-    fields: Type.Array(Type.String(), { description: 'The exported columns, in file order.' }),
-    filters: Type.Object({}, { additionalProperties: true, description: 'The filters the export applied.' }),
-    compression: stringEnum(exportCompressions),
-    download_url: nullableString('The finished file; null until completed, and after it expired.'),
-    sha256: nullableString('SHA-256 of the file (also its ETag); null until completed.'),
-    expires_at: nullableString('When the file is deleted (EXPORT_TTL_SECONDS after completion).'),
-    expired: Type.Boolean({ description: 'True once the file has expired: download_url is then null.' }),
-    error: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], {
-      description: 'Why a failed job failed: a problem details object (RFC 9457).',
-    }),
-  },
-  { $id: 'ExportJob', additionalProperties: false },
-)
+function exportJobSchema(resourceNames: readonly string[]) {
+  return Type.Object(
+    {
+      id: Type.String({ format: 'uuid' }),
+      resource: stringEnum(resourceNames),
+      format: stringEnum(exportFormats),
+      status: stringEnum(jobStatuses),
+      done: Type.Boolean({ description: 'True once the status is completed, failed or cancelled.' }),
+      created_at: Type.String({ format: 'date-time' }),
+      started_at: nullableString('When the job first started running.'),
+      finished_at: nullableString('When the job finished.'),
+      counters: Type.Object(
+        {
+          rows: Type.Integer({ description: 'Rows written (so far, while running).' }),
+          bytes: Type.Integer({ description: 'Bytes of the file (compressed, with compression gzip).' }),
+        },
+        { additionalProperties: false },
+      ),
+      fields: Type.Array(Type.String(), { description: 'The exported columns, in file order.' }),
+      filters: Type.Object({}, { additionalProperties: true, description: 'The filters the export applied.' }),
+      compression: stringEnum(exportCompressions),
+      download_url: nullableString('The finished file; null until completed, and after it expired.'),
+      sha256: nullableString('SHA-256 of the file (also its ETag); null until completed.'),
+      expires_at: nullableString('When the file is deleted (EXPORT_TTL_SECONDS after completion).'),
+      expired: Type.Boolean({ description: 'True once the file has expired: download_url is then null.' }),
+      error: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], {
+        description: 'Why a failed job failed: a problem details object (RFC 9457).',
+      }),
+    },
+    { $id: 'ExportJob', additionalProperties: false },
+  )
+}
 
-export type ExportJob = Static<typeof ExportJobSchema>
-
-export const ExportJobListSchema = jobListSchema(ExportJobSchema, 'ExportJobList')
+export type ExportJob = Static<ReturnType<typeof exportJobSchema>>

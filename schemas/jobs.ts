@@ -1,23 +1,25 @@
 import { type TSchema, Type } from '@sinclair/typebox'
 import { ref, stringEnum } from './common.ts'
 
-// What import and export jobs share in the API (docs/contract.md §5): their resources, their statuses, how
-// one is named in a URL and how they are listed.
+// What import and export jobs share in the API (docs/contract.md §5): their statuses, how one is
+// named in a URL and how they are listed.
 
-export const resourceNames = ['users', 'articles', 'comments'] as const
 export const jobStatuses = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const
 
 export const JobIdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false })
 
-export const ListJobsQuerySchema = Type.Object(
-  {
-    status: Type.Optional(stringEnum(jobStatuses)),
-    resource: Type.Optional(stringEnum(resourceNames)),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page.' })),
-  },
-  { additionalProperties: false },
-)
+/** The querystring of a job listing: filters by status and by one of `resourceNames`, a page. */
+export function listJobsQuerySchema(resourceNames: readonly string[]) {
+  return Type.Object(
+    {
+      status: Type.Optional(stringEnum(jobStatuses)),
+      resource: Type.Optional(stringEnum(resourceNames)),
+      limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+      cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page.' })),
+    },
+    { additionalProperties: false },
+  )
+}
 
 /** A page of jobs of one kind (`item`, a schema with an $id), with the cursor of the next page. */
 export function jobListSchema<Item extends TSchema>(item: Item, $id: string) {

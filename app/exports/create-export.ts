@@ -29,7 +29,11 @@ export async function createExport(
     resource: body.resource,
     format: body.format,
     fields: body.fields ? [...body.fields] : null,
-    filters: Object.fromEntries(Object.entries(body.filters ?? {}).sort(([a], [b]) => a.localeCompare(b))),
+    filters: Object.fromEntries(
+      Object.entries(body.filters ?? {})
+        .filter((entry): entry is [string, string | boolean] => entry[1] !== undefined)
+        .sort(([a], [b]) => a.localeCompare(b)),
+    ),
     compression: body.compression ?? 'none',
   }
   const keyOptions = {

@@ -1,19 +1,22 @@
 import type { ExportJobRow } from '../../db/exports.ts'
-import type { ExportJob, ExportResourceName } from '../../schemas/exports.ts'
-import { exportTables } from './resources.ts'
+import { findResource, type ResourceDescriptor } from '../../resources/index.ts'
+import type { ExportJob } from '../../schemas/exports.ts'
 
 /** Whether a job's file is gone, or due to go: it cannot be downloaded any more. */
 export function exportExpired(row: ExportJobRow, now = new Date()): boolean {
   return row.file_deleted_at !== null || (row.expires_at !== null && row.expires_at.getTime() <= now.getTime())
 }
 
-/** The API's view of an export job (docs/contract.md §8 field names). */
-export function exportJobView(row: ExportJobRow, now = new Date()): ExportJob {
+/** The API's view of an export job (docs/contract.md §8 field names); `resources`: the app's. */
+export function exportJobView(
+  row: ExportJobRow,
+  resources: readonly ResourceDescriptor[],
+  now = new Date(),
+): ExportJob {
   const expired = exportExpired(row, now)
-  const resource = row.resource as ExportResourceName
   return {
     id: row.id,
-    resource,
+    resource: row.resource,
     format: row.format,
     status: row.status,
     done: row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled',
@@ -21,7 +24,7 @@ export function exportJobView(row: ExportJobRow, now = new Date()): ExportJob {
     started_at: row.started_at?.toISOString() ?? null,
     finished_at: row.finished_at?.toISOString() ?? null,
     counters: { rows: Number(row.rows), bytes: Number(row.bytes) },
-    fields: row.fields ?? Object.keys(exportTables[resource].columns),
+    fields: row.fields ?? [...(findResource(resources, row.resource)?.columns ?? [])],
     filters: row.filters,
     compression: row.compression,
     download_url: row.status === 'completed' && !expired ? `/api/v1/exports/${row.id}/download` : null,

@@ -9,14 +9,16 @@ import type { Sql } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import { completeExportJob, type ExportJobRow, exportCopyStatement, failExportJob } from '../../db/exports.ts'
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
-import type { ExportResourceName } from '../../schemas/exports.ts'
+import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { DigestStream } from '../jobs/digest-stream.ts'
 import { copyExport, ExportAborted } from './copy-export.ts'
-import { exportQuery } from './resources.ts'
+import { exportQuery } from './export-query.ts'
 
 export interface ExportContext {
   sql: Sql
+  /** The resources a job may name (the app's). */
+  resources: readonly ResourceDescriptor[]
   /** Another pool, to cancel the export's statement (see copyExport). */
   control: Sql
   owner: string
@@ -48,7 +50,7 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   const fileName = `${job.id}.${job.format}${gzip ? '.gz' : ''}`
   const partial = path.join(context.exportDir, `${job.id}.${job.attempts}.partial`)
   const query = exportQuery(
-    job.resource as ExportResourceName,
+    resourceOf(context.resources, job.resource),
     { format: job.format, fields: job.fields, filters: job.filters },
     context.escapeFormulas,
   )

@@ -4,17 +4,19 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { exportCopyStatement } from '../../db/exports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
-import { type ExportResourceName, streamQuerySchema } from '../../schemas/exports.ts'
+import type { ResourceDescriptor } from '../../resources/index.ts'
+import { streamQuerySchema } from '../../schemas/exports.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 import { copyExport, ExportAborted } from './copy-export.ts'
-import { exportFileName, exportMediaTypes, exportQuery } from './resources.ts'
+import { exportFileName, exportMediaTypes, exportQuery } from './export-query.ts'
 
 /**
- * GET /api/v1/exports/<resource>/stream for one resource (routes/<resource>/index.ts registers
- * it): its querystring schema carries the resource's own filters, so the OpenAPI document shows
- * them. PostgreSQL produces the bytes (app/exports/copy-export.ts) from one snapshot.
+ * GET /api/v1/exports/<resource>/stream for one resource (routes/resources/index.ts registers
+ * it for each): its querystring schema carries the resource's own filters, so the OpenAPI
+ * document shows them. PostgreSQL produces the bytes (app/exports/copy-export.ts) from one snapshot.
  */
-export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAsyncTypebox {
+export function exportStreamRoute(descriptor: ResourceDescriptor): FastifyPluginAsyncTypebox {
+  const resource = descriptor.name
   return async (app) => {
     const { config } = app
     app.get(
@@ -33,7 +35,7 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
           summary: `Stream every ${resource.slice(0, -1)} matching the filters, in primary-key order, from one snapshot`,
           description:
             'The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.',
-          querystring: streamQuerySchema(resource),
+          querystring: streamQuerySchema(descriptor),
           response: {
             200: {
               description: 'The rows: CSV with a header row, NDJSON, or a JSON array.',
@@ -52,7 +54,7 @@ export function exportStreamRoute(resource: ExportResourceName): FastifyPluginAs
           format: 'csv' | 'ndjson' | 'json'
           fields?: string[]
         } & Record<string, string | boolean | undefined>
-        const query = exportQuery(resource, { format, fields, filters }, config.EXPORT_CSV_ESCAPE_FORMULAS)
+        const query = exportQuery(descriptor, { format, fields, filters }, config.EXPORT_CSV_ESCAPE_FORMULAS)
         const statement = exportCopyStatement(query)
         const release = app.exports.acquireStream(resource)
         if (!release) {

@@ -4,9 +4,9 @@ import type { Sql } from '../../db/connection.ts'
 import { isDataError, isTransientConflict } from '../../db/errors.ts'
 import { commitBatch, type ImportJobRow, type JobWaiting } from '../../db/imports.ts'
 import { type AppliedRange, applyRange, type UpsertError } from '../../db/upsert.ts'
+import type { ResourceDescriptor as ImportResource } from '../../resources/index.ts'
 import type { BatchResult } from '../workers/import-batch.ts'
 import type { RecordBatch } from './record-splitter.ts'
-import type { ImportResource } from './resources.ts'
 import type { UnknownFieldList } from './unknown-fields.ts'
 
 // Writes an import's batches in file order, each in one transaction with the job's counters,

@@ -5,11 +5,11 @@ import type { Sql } from '../../db/connection.ts'
 import type { Database } from '../../db/database.ts'
 import { findImportJob, type ImportJobRow, insertImportJob } from '../../db/imports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
+import { type ResourceDescriptor, resourceNames, resourceOf } from '../../resources/index.ts'
 import type { Config } from '../../schemas/config.ts'
 import { idempotent } from '../jobs/idempotency.ts'
 import { checkImportUrl } from './download.ts'
 import { type ImportOptions, importFingerprint, type ReceivedUpload, receiveUpload, uploadOptions } from './intake.ts'
-import { type ImportResource, importResources } from './resources.ts'
 import { inspectSource } from './source.ts'
 import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
@@ -18,6 +18,8 @@ export interface ImportCreation {
   db: Kysely<Database>
   config: Config
   importDir: string
+  /** The app's resources (an upload's `resource` must name one). */
+  resources: readonly ResourceDescriptor[]
   log: FastifyBaseLogger
 }
 
@@ -53,7 +55,7 @@ export async function createImport(
       const url = asked.kind === 'url' ? asked.url : null
       if (asked.kind === 'upload') {
         upload = await receiveUpload(asked.request, creation.importDir)
-        options = uploadOptions(upload.fields)
+        options = uploadOptions(upload.fields, resourceNames(creation.resources))
       } else {
         options = { resource: asked.resource, format: asked.format, dryRun: asked.dryRun ?? false }
       }
@@ -70,7 +72,7 @@ export async function createImport(
       let warnings: string[] = []
       let unknownFields: UnknownFieldList = { names: [], more: false }
       if (upload) {
-        const inspection = await inspectSource(upload.path, importResources[options.resource] as ImportResource, {
+        const inspection = await inspectSource(upload.path, resourceOf(creation.resources, options.resource), {
           declared: options.format,
           filename: upload.filename,
           contentType: upload.contentType,

@@ -7,7 +7,6 @@ import type { FastifyRequest } from 'fastify'
 import { FORM_LIMITS } from '../../plugins/multipart.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { importFormats } from '../../schemas/imports.ts'
-import { resourceNames } from '../../schemas/jobs.ts'
 import type { InvalidParam } from '../../schemas/problem.ts'
 import { DigestStream } from '../jobs/digest-stream.ts'
 import type { ImportFormat } from './record-splitter.ts'
@@ -140,13 +139,13 @@ export interface ImportOptions {
   dryRun: boolean
 }
 
-/** The form fields of an upload, checked as the JSON body's schema would check them. */
-export function uploadOptions(fields: Record<string, string>): ImportOptions {
+/** The form fields of an upload, checked as the JSON body's schema would check them; `resourceNames`: the app's. */
+export function uploadOptions(fields: Record<string, string>, resourceNames: readonly string[]): ImportOptions {
   const errors: InvalidParam[] = []
   const problem = (name: string, reason: string) => errors.push({ in: 'body', name, pointer: `/${name}`, reason })
   const resource = fields.resource?.trim()
   if (!resource) problem('resource', 'is required')
-  else if (!(resourceNames as readonly string[]).includes(resource)) {
+  else if (!resourceNames.includes(resource)) {
     problem('resource', `must be one of ${resourceNames.join(', ')}`)
   }
   const format = fields.format?.trim() || undefined

@@ -11,6 +11,7 @@ import {
   setImportWaiting,
 } from '../../db/imports.ts'
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
+import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
@@ -29,7 +30,6 @@ import {
   SourceFormatError,
   splitterProblemCodes,
 } from './record-splitter.ts'
-import { type ImportResource, importResources } from './resources.ts'
 import { openSource, parseHeader, type SourceCorrupt, SourceRejected, sourceCorruption } from './source.ts'
 import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
@@ -66,6 +66,8 @@ export interface ImportRun {
   /** Connections for the batches: each job reserves up to two while it writes. */
   writeSql: Sql
   pool: Tinypool
+  /** The resources a job may name (the app's). */
+  resources: readonly ResourceDescriptor[]
   /** This process's identity in lease_owner. */
   owner: string
   leaseSeconds: number
@@ -133,7 +135,7 @@ class JobControl {
 }
 
 export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunOutcome> {
-  const resource = importResources[job.resource] as ImportResource
+  const resource = resourceOf(run.resources, job.resource)
   const log = run.log.child({ job_id: job.id, resource: job.resource })
   const control = new JobControl(job, run, log)
   try {
@@ -168,7 +170,7 @@ function stopRequested(run: ImportRun, control: JobControl): Exclude<WriterState
 
 async function execute(
   job: ImportJobRow,
-  resource: ImportResource,
+  resource: ResourceDescriptor,
   run: ImportRun,
   log: FastifyBaseLogger,
   control: JobControl,
@@ -257,7 +259,7 @@ async function execute(
       unknownFields.add(parsed.unknown)
     }
     const task: BatchTask = {
-      resource: resource.name,
+      resource: resource.module,
       format,
       chunk: batch.chunk,
       starts: batch.starts,

@@ -2,10 +2,10 @@ import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { Transform } from 'node:stream'
 import { createGunzip } from 'node:zlib'
+import type { ResourceDescriptor as ImportResource } from '../../resources/index.ts'
 import { storableText } from '../workers/fields.ts'
 import { parseCsvFields } from './csv-record.ts'
 import { type ImportFormat, RecordSplitter, SourceFormatError } from './record-splitter.ts'
-import type { ImportResource } from './resources.ts'
 import { UNKNOWN_FIELD_NAME_MAX_LENGTH } from './unknown-fields.ts'
 
 // The import source on disk: how to read it (gzip or not), what format it is, and whether it can

@@ -80,7 +80,7 @@ export class JobThread {
   }
 
   /** Runs an import or an export job in the thread; resolves with how it ended. */
-  run(message: Extract<ToJobThread, { type: 'run' | 'export' }>): Promise<ThreadOutcome> {
+  run(message: Extract<ToJobThread, { type: 'import' | 'export' }>): Promise<ThreadOutcome> {
     if (!this.alive) return Promise.resolve('crashed')
     const { promise, resolve } = Promise.withResolvers<ThreadOutcome>()
     this.pending.set(message.job.id, resolve)

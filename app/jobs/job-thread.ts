@@ -8,10 +8,10 @@ import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportJobRow } from '../../db/exports.ts'
 import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
 import { releaseJob } from '../../db/job-queue.ts'
+import { loadResources, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { type ExportOutcome, runExport } from '../exports/run-export.ts'
 import { downloadSource } from '../imports/download.ts'
-import { type ImportResource, importResources } from '../imports/resources.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
 import { inspectSource } from '../imports/source.ts'
 import { UnknownFields } from '../imports/unknown-fields.ts'
@@ -27,6 +27,8 @@ import { UnknownFields } from '../imports/unknown-fields.ts'
 export interface JobThreadData {
   databaseUrl: string
   owner: string
+  /** The app's resources, as their descriptors' modules (resources/index.ts, loadResources). */
+  resourceModules: string[]
   logLevel: string
   importDir: string
   workerPoolSize: number
@@ -47,7 +49,7 @@ export interface JobThreadData {
 }
 
 export type ToJobThread =
-  | { type: 'run'; job: ImportJobRow }
+  | { type: 'import'; job: ImportJobRow }
   | { type: 'export'; job: ExportJobRow }
   | { type: 'stop' }
   | { type: 'close' }
@@ -71,6 +73,7 @@ try {
   if (threadId > 0) setPriority(threadId, 5)
 } catch {}
 
+const resources = await loadResources(settings.resourceModules)
 const log = pino({ level: settings.logLevel, timestamp: pino.stdTimeFunctions.isoTime })
 const bookkeeping = connect(settings.databaseUrl, {
   max: settings.workerPoolSize + 2,
@@ -111,7 +114,7 @@ async function download(job: ImportJobRow, signal: AbortSignal) {
     settings.download,
     signal,
   )
-  const inspection = await inspectSource(fetched.path, importResources[job.resource] as ImportResource, {
+  const inspection = await inspectSource(fetched.path, resourceOf(resources, job.resource), {
     declared: job.format ?? undefined,
     filename: new URL(job.source_url as string).pathname,
     contentType: fetched.contentType,
@@ -147,7 +150,7 @@ async function releaseWhenBack(jobId: string, release: (sql: typeof bookkeeping.
   return false
 }
 
-async function run(job: ImportJobRow): Promise<void> {
+async function runImportJob(job: ImportJobRow): Promise<void> {
   const jobLog = log.child({ job_id: job.id, resource: job.resource })
   if (settings.exitOnSourceFilename !== undefined && job.source_filename === settings.exitOnSourceFilename) {
     process.exit(70) // a fault injected by a test: in a worker thread, this ends the thread only
@@ -158,6 +161,7 @@ async function run(job: ImportJobRow): Promise<void> {
       sql: bookkeeping.sql,
       writeSql: writes.sql,
       pool,
+      resources,
       owner: settings.owner,
       leaseSeconds: settings.leaseSeconds,
       maxRecordBytes: settings.maxRecordBytes,
@@ -190,6 +194,7 @@ async function runExportJob(job: ExportJobRow): Promise<void> {
   try {
     outcome = await runExport(job, {
       sql: bookkeeping.sql,
+      resources,
       control: writes.sql,
       owner: settings.owner,
       leaseSeconds: settings.leaseSeconds,
@@ -209,8 +214,8 @@ async function runExportJob(job: ExportJobRow): Promise<void> {
 }
 
 port.on('message', (message: ToJobThread) => {
-  if (message.type === 'run' || message.type === 'export') {
-    const done = (message.type === 'run' ? run(message.job) : runExportJob(message.job)).finally(() =>
+  if (message.type === 'import' || message.type === 'export') {
+    const done = (message.type === 'import' ? runImportJob(message.job) : runExportJob(message.job)).finally(() =>
       running.delete(done),
     )
     running.add(done)

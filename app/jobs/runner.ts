@@ -182,7 +182,7 @@ export class JobRunner {
     }
     const message =
       claimed.kind === 'import'
-        ? { type: 'run' as const, job: claimed.job }
+        ? { type: 'import' as const, job: claimed.job }
         : { type: 'export' as const, job: claimed.job }
     const outcome = await thread.run(message)
     if (own) await thread.close().catch(() => {})

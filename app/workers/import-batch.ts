@@ -1,9 +1,10 @@
 import { isAscii, isUtf8 } from 'node:buffer'
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
+import { loadResources, type ResourceDescriptor } from '../../resources/index.ts'
 import { parseCsvFields } from '../imports/csv-record.ts'
 import { UNKNOWN_FIELD_NAME_MAX_LENGTH, UNKNOWN_FIELDS_LISTED } from '../imports/unknown-fields.ts'
-import { type FieldError, type RecordOutcome, type Row, type Source, storableText } from './fields.ts'
+import { type FieldError, type Row, type Source, storableText } from './fields.ts'
 
 // The tinypool task of an import: a batch of whole records arrives as raw bytes (split by the
 // main thread, transferred without a copy); they are decoded, parsed and validated here, and only
@@ -17,6 +18,7 @@ import { type FieldError, type RecordOutcome, type Row, type Source, storableTex
 export type ImportFormat = 'csv' | 'ndjson' | 'json'
 
 export interface BatchTask {
+  /** The resource's descriptor module (its `module`): the thread loads its `validate` from it. */
   resource: string
   format: ImportFormat
   /** The records' bytes, each followed by "\n" (see RecordSplitter). */
@@ -73,16 +75,15 @@ const PARSE_MESSAGE_MAX_LENGTH = 500
 /** Codes of BatchTask.problems. Shared with the main thread: app/imports/record-splitter.ts. */
 const PROBLEM_TOO_LARGE = 1
 
-type Validate = (input: Record<string, unknown>, source: Source) => RecordOutcome
+type Validate = ResourceDescriptor['validate']
 const validators = new Map<string, Promise<Validate>>()
 
-/** The resource's validator (app/workers/<resource>.ts), loaded once per thread. */
-function validatorOf(resource: string): Promise<Validate> {
-  let loaded = validators.get(resource)
+/** The resource's validator (its descriptor's `validate`), loaded once per thread. */
+function validatorOf(module: string): Promise<Validate> {
+  let loaded = validators.get(module)
   if (!loaded) {
-    if (!/^[a-z]+$/.test(resource)) throw new Error(`unknown resource ${resource}`)
-    loaded = import(`./${resource}.ts`).then((module: { validate: Validate }) => module.validate)
-    validators.set(resource, loaded)
+    loaded = loadResources([module]).then(([resource]) => (resource as ResourceDescriptor).validate)
+    validators.set(module, loaded)
   }
   return loaded
 }

@@ -5,48 +5,40 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
 import { createExport } from '../../app/exports/create-export.ts'
+import { exportFileName, exportMediaTypes } from '../../app/exports/export-query.ts'
 import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
-import { exportFileName, exportMediaTypes } from '../../app/exports/resources.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
 import { type ExportJobRow, findExportJob, listExportJobs, markExportDownloaded } from '../../db/exports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
-import { ArticleExportFiltersSchema } from '../../schemas/articles.ts'
-import { CommentExportFiltersSchema } from '../../schemas/comments.ts'
+import { resourceNames } from '../../resources/index.ts'
 import { ref } from '../../schemas/common.ts'
-import {
-  ExportJobListSchema,
-  ExportJobSchema,
-  type ExportRequest,
-  ExportRequestSchema,
-  exportRequests,
-  exportResourceNames,
-} from '../../schemas/exports.ts'
+import { type ExportRequest, exportSchemas } from '../../schemas/exports.ts'
 import { IdempotencyHeadersSchema } from '../../schemas/imports.ts'
-import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
+import { JobIdParamsSchema, listJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
-import { UserExportFiltersSchema } from '../../schemas/users.ts'
 
 /**
  * Async export jobs (docs/contract.md §8): start one, follow it, list them, download the file (ETag, Range,
- * If-Range). The jobs run in plugins/jobs.ts; the streaming exports are in routes/<resource>/.
+ * If-Range). The jobs run in plugins/jobs.ts; the streaming exports are in routes/resources/.
  *
  * Longer than most route files: each operation's OpenAPI description lives beside its handler,
  * and the download's conditional and Range rules (RFC 9110) are checked here; each handler calls
  * one function.
  */
 const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const schemas = exportSchemas(app.resources)
+  const { job: ExportJobSchema, jobList: ExportJobListSchema } = schemas
   for (const schema of [
-    UserExportFiltersSchema,
-    ArticleExportFiltersSchema,
-    CommentExportFiltersSchema,
-    ...exportRequests,
-    ExportRequestSchema,
+    ...schemas.filters,
+    ...schemas.requests,
+    schemas.request,
     ExportJobSchema,
     ExportJobListSchema,
   ]) {
     app.addSchema(schema)
   }
-  const { config } = app
+  const { config, resources } = app
+  const exportResourceNames = resourceNames(resources)
 
   async function jobOr404(id: string): Promise<ExportJobRow> {
     const job = await findExportJob(app.db, id)
@@ -57,7 +49,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   function accepted(reply: FastifyReply, job: ExportJobRow, replayed: boolean) {
     reply.code(202).header('location', `/api/v1/exports/${job.id}`)
     if (replayed) reply.header('idempotent-replayed', 'true')
-    return exportJobView(job)
+    return exportJobView(job, resources)
   }
 
   app.post(
@@ -70,7 +62,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Answers 202 with the job and its Location. The file is written under a temporary name and renamed when complete; the job then records rows, bytes and SHA-256, and the file can be downloaded until it expires (EXPORT_TTL_SECONDS). With Idempotency-Key, the same key and body give the same job (`Idempotent-Replayed: true`), another body 422.',
         headers: IdempotencyHeadersSchema,
-        body: ref(ExportRequestSchema),
+        body: ref(schemas.request),
         response: {
           202: {
             description: 'The job was created (or, with Idempotent-Replayed: true, created before).',
@@ -103,7 +95,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['exports'],
         operationId: 'listExports',
         summary: 'List export jobs, newest first (filter by status and resource; cursor pagination)',
-        querystring: ListJobsQuerySchema,
+        querystring: listJobsQuerySchema(exportResourceNames),
         response: {
           200: { ...ref(ExportJobListSchema), description: 'A page of jobs.' },
           400: problemResponse('The cursor is not one this service gave out.'),
@@ -117,7 +109,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const page = rows.slice(0, limit)
       const last = page.at(-1)
       return {
-        items: page.map((row) => exportJobView(row)),
+        items: page.map((row) => exportJobView(row, resources)),
         next_cursor:
           rows.length > limit && last ? encodeJobCursor({ createdAt: last.cursor_created_at, id: last.id }) : null,
       }
@@ -138,7 +130,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => exportJobView(await jobOr404(request.params.id)),
+    async (request) => exportJobView(await jobOr404(request.params.id), resources),
   )
 
   app.get(

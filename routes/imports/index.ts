@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
 import { createImport, type ImportRequest } from '../../app/imports/create-import.ts'
 import { errorReport } from '../../app/imports/error-report.ts'
@@ -17,17 +16,16 @@ import {
   requestImportCancel,
 } from '../../db/imports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
+import { resourceNames } from '../../resources/index.ts'
 import { ref } from '../../schemas/common.ts'
 import {
   ErrorsQuerySchema,
   IdempotencyHeadersSchema,
-  ImportFromUrlSchema,
-  ImportJobListSchema,
-  ImportJobSchema,
-  ImportUploadSchema,
+  type ImportFromUrl,
+  importSchemas,
   RecordErrorSchema,
 } from '../../schemas/imports.ts'
-import { JobIdParamsSchema, ListJobsQuerySchema } from '../../schemas/jobs.ts'
+import { JobIdParamsSchema, listJobsQuerySchema } from '../../schemas/jobs.ts'
 import { problemResponse } from '../../schemas/problem.ts'
 
 const FIRST_ERRORS = 20
@@ -40,6 +38,13 @@ const FIRST_ERRORS = 20
  * handler; every handler parses, calls one function (app/imports/), and replies.
  */
 const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const names = resourceNames(app.resources)
+  const {
+    job: ImportJobSchema,
+    fromUrl: ImportFromUrlSchema,
+    upload: ImportUploadSchema,
+    jobList: ImportJobListSchema,
+  } = importSchemas(names)
   for (const schema of [
     RecordErrorSchema,
     ImportJobSchema,
@@ -106,11 +111,18 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
           `Send multipart/form-data (a file) or application/json (a URL), not ${mediaType}.`,
         )
       }
-      const body = request.body as Static<typeof ImportFromUrlSchema>
+      const body = request.body as ImportFromUrl
       const asked: ImportRequest = request.isMultipart()
         ? { kind: 'upload', request }
         : { kind: 'url', resource: body.resource, url: body.url, format: body.format, dryRun: body.dry_run }
-      const creation = { sql: app.sql, db: app.db, config, importDir: app.storage.importDir, log: request.log }
+      const creation = {
+        sql: app.sql,
+        db: app.db,
+        config,
+        importDir: app.storage.importDir,
+        resources: app.resources,
+        log: request.log,
+      }
       const { job, replayed } = await createImport(creation, asked, request.headers['idempotency-key'])
       return accepted(reply, job, replayed)
     },
@@ -123,7 +135,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['imports'],
         operationId: 'listImports',
         summary: 'List import jobs, newest first (filter by status and resource; cursor pagination)',
-        querystring: ListJobsQuerySchema,
+        querystring: listJobsQuerySchema(names),
         response: { 200: { ...ref(ImportJobListSchema), description: 'A page of jobs.' } },
       },
     },

@@ -12,6 +12,7 @@ const migrations = [
   '0003_export_jobs',
   '0004_job_hardening',
   '0005_export_downloads',
+  '0006_resources_from_descriptors',
 ]
 const resourceTables = ['articles', 'comments', 'users']
 const importTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
@@ -199,6 +200,7 @@ t.test('migrateDown reverts one migration at a time, and migrateToLatest brings 
   await migrateToLatest(db)
   await insertUser(sql)
 
+  t.same(await migrateDown(db), ['0006_resources_from_descriptors'])
   t.same(await migrateDown(db), ['0005_export_downloads'])
   t.same(await migrateDown(db), ['0004_job_hardening'])
   t.same(await tables(sql), allTables, 'the columns go, the tables stay')

@@ -1,15 +1,8 @@
-import { articlesExport } from '../../db/articles.ts'
-import { commentsExport } from '../../db/comments.ts'
-import type { ExportFormat, ExportQuery, ExportTable } from '../../db/exports.ts'
-import { usersExport } from '../../db/users.ts'
-import type { ExportResourceName } from '../../schemas/exports.ts'
+import type { ExportFormat, ExportQuery } from '../../db/exports.ts'
+import type { ResourceDescriptor } from '../../resources/index.ts'
 
-/** What an export reads of each resource (db/<resource>.ts); its API schemas are in schemas/exports.ts. */
-export const exportTables: Record<ExportResourceName, ExportTable> = {
-  users: usersExport,
-  articles: articlesExport,
-  comments: commentsExport,
-}
+// What both export modes (streams and async jobs) make of a request: the query, the media type,
+// the file name.
 
 export const exportMediaTypes: Record<ExportFormat, string> = {
   csv: 'text/csv; charset=utf-8',
@@ -19,7 +12,7 @@ export const exportMediaTypes: Record<ExportFormat, string> = {
 
 /** The export query of a request: every column when no fields are named. */
 export function exportQuery(
-  resource: ExportResourceName,
+  resource: ResourceDescriptor,
   request: {
     format: ExportFormat
     fields?: readonly string[] | null
@@ -27,7 +20,7 @@ export function exportQuery(
   },
   escapeFormulas: boolean,
 ): ExportQuery {
-  const table = exportTables[resource]
+  const table = resource.exportTable
   const filters: Record<string, string | boolean> = {}
   for (const [name, value] of Object.entries(request.filters ?? {})) {
     if (value !== undefined) filters[name] = value

@@ -1,7 +1,8 @@
 import t from 'tap'
-import { validate } from '../../../app/workers/comments.ts'
-import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
-import { CommentRecordSchema, commentColumns } from '../../../schemas/comments.ts'
+import type { FieldError, RecordOutcome } from '../../app/workers/fields.ts'
+import comments, { CommentRecordSchema, commentColumns } from '../../resources/comments.ts'
+
+const { validate } = comments
 
 // Per-record validation of comments (docs/contract.md §2), as the import workers run it: pure, no database.
 

@@ -1,7 +1,8 @@
 import t from 'tap'
-import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
-import { validate } from '../../../app/workers/users.ts'
-import { UserRecordSchema, userColumns } from '../../../schemas/users.ts'
+import type { FieldError, RecordOutcome } from '../../app/workers/fields.ts'
+import users, { UserRecordSchema, userColumns } from '../../resources/users.ts'
+
+const { validate } = users
 
 // Per-record validation of users (docs/contract.md §2), as the import workers run it: pure, no database.
 

@@ -1,7 +1,8 @@
 import t from 'tap'
-import { validate } from '../../../app/workers/articles.ts'
-import type { FieldError, RecordOutcome } from '../../../app/workers/fields.ts'
-import { ArticleRecordSchema, articleColumns } from '../../../schemas/articles.ts'
+import type { FieldError, RecordOutcome } from '../../app/workers/fields.ts'
+import articles, { ArticleRecordSchema, articleColumns } from '../../resources/articles.ts'
+
+const { validate } = articles
 
 // Per-record validation of articles (docs/contract.md §2), as the import workers run it: pure, no database.
 

@@ -80,8 +80,11 @@ export async function migrateToZero<Schema>(db: Kysely<Schema>): Promise<string[
 }
 
 /** Names of migrations not yet applied, oldest first. */
-export async function pendingMigrations<Schema>(db: Kysely<Schema>): Promise<string[]> {
-  const migrations = await createMigrator(db).getMigrations()
+export async function pendingMigrations<Schema>(
+  db: Kysely<Schema>,
+  extraFolders: readonly string[] = [],
+): Promise<string[]> {
+  const migrations = await createMigrator(db, extraFolders).getMigrations()
   return migrations.filter((migration) => !migration.executedAt).map((migration) => migration.name)
 }
 

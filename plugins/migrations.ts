@@ -29,15 +29,17 @@ const longestRetryDelayMs = 10_000
 export default fp(
   async (app) => {
     let ready = false
+    // A resource defined outside this repository (a test's) may bring its own migrations.
+    const extraFolders = app.resources.flatMap((resource) => (resource.migrations ? [resource.migrations] : []))
 
     async function recheck(): Promise<boolean> {
-      ready = (await pendingMigrations(app.db)).length === 0
+      ready = (await pendingMigrations(app.db, extraFolders)).length === 0
       return ready
     }
 
     async function attempt(): Promise<void> {
       if (!app.config.MIGRATE_ON_START) {
-        const pending = await pendingMigrations(app.db)
+        const pending = await pendingMigrations(app.db, extraFolders)
         ready = pending.length === 0
         if (!ready) {
           app.log.warn(
@@ -48,7 +50,7 @@ export default fp(
         return
       }
       const started = performance.now()
-      const applied = await migrateToLatest(app.db)
+      const applied = await migrateToLatest(app.db, extraFolders)
       ready = true
       const elapsedMs = Math.round(performance.now() - started)
       app.log.info({ applied, elapsed_ms: elapsedMs }, applied.length ? 'migrations applied' : 'schema is up to date')
@@ -81,5 +83,5 @@ export default fp(
       recheck,
     })
   },
-  { name: 'migrations', dependencies: ['config', 'db', 'lifecycle'] },
+  { name: 'migrations', dependencies: ['config', 'db', 'lifecycle', 'resources'] },
 )

@@ -27,6 +27,12 @@ export interface ResourceSpec<
    * the validation threads load the descriptor by it (functions cannot cross threads).
    */
   module: string
+  /**
+   * A folder of migrations of its own, for a resource defined outside this repository (a test's):
+   * the service applies them after db/migrations/ (name them to sort after those). The
+   * resources of this repository have their tables' migrations in db/migrations/.
+   */
+  migrations?: string
   /** One record of an import (TypeBox, with an `$id`): types, formats and lengths. */
   record: Record
   /** The columns in CSV and export order; also the order of the upsert's array parameters. */
@@ -57,6 +63,7 @@ export interface ResourceSpec<
 export interface ResourceDescriptor {
   readonly name: string
   readonly module: string
+  readonly migrations?: string
   readonly record: TObject
   readonly columns: readonly string[]
   /** Fields every record must carry: a CSV header without one of them is refused. */
@@ -88,6 +95,7 @@ export function defineResource<
   return {
     name: spec.name,
     module: spec.module,
+    migrations: spec.migrations,
     record: spec.record,
     columns: spec.columns,
     required: spec.record.required ?? [],

@@ -8,7 +8,7 @@ import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 
 import { pino } from 'pino'
 import postgres from 'postgres'
 import type { Test } from 'tap'
-import { buildApp } from '../app/app.ts'
+import { type AppOptions, buildApp } from '../app/app.ts'
 import { generate } from '../bench/generate.ts'
 import { loadConfig } from '../plugins/config.ts'
 import type { JobFaults } from '../plugins/jobs.ts'
@@ -70,6 +70,8 @@ export interface TestAppOptions {
   beforeReady?: (app: FastifyInstance) => void | Promise<void>
   /** Faults to inject (plugins/jobs.ts). */
   faults?: JobFaults
+  /** The resources to serve (AppOptions.resources); default: the service's own. */
+  resources?: AppOptions['resources']
 }
 
 /**
@@ -83,6 +85,7 @@ export async function buildTestApp(t: TestHost, options: TestAppOptions = {}): P
       config: testConfig(options.environment),
       database: { url, mode: 'external' },
       faults: options.faults,
+      resources: options.resources,
       // Threads start without tap's module hooks (mock, processinfo): twice as fast, the same code.
       threadExecArgv: [],
     },

@@ -216,7 +216,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   )
 
   // Any other resource in a stream URL: a clear 400 rather than a bare 404. The real routes
-  // (routes/<resource>/) are static paths, which Fastify prefers over this parametric one.
+  // (routes/resources/) are static paths, which Fastify prefers over this parametric one.
   app.get(
     '/api/v1/exports/:resource/stream',
     { schema: { hide: true, params: Type.Object({ resource: Type.String() }) } },

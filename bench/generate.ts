@@ -26,8 +26,9 @@ import { Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { constants, createGzip } from 'node:zlib'
+import { type DefaultResourceName, defaultResources } from '../resources/index.ts'
 
-export type Resource = 'users' | 'articles' | 'comments'
+export type Resource = DefaultResourceName
 export type Format = 'csv' | 'ndjson' | 'json'
 
 export interface GenerateOptions {
@@ -45,12 +46,10 @@ export interface GenerateOptions {
   articles?: number
 }
 
-/** CSV columns and JSON keys, in docs/contract.md §1 order. */
-export const columns: Record<Resource, readonly string[]> = {
-  users: ['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'],
-  articles: ['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'],
-  comments: ['id', 'article_id', 'user_id', 'body', 'created_at'],
-}
+/** CSV columns and JSON keys, in export order: the resources' own (resources/). */
+export const columns = Object.fromEntries(
+  defaultResources.map((resource) => [resource.name, resource.columns]),
+) as Record<Resource, readonly string[]>
 
 /**
  * The defect kinds of each resource, each with the docs/contract.md §7 error code that a correct
@@ -708,7 +707,7 @@ interface Plan {
   scratch: RowRandom
 }
 
-const RESOURCES: readonly Resource[] = ['users', 'articles', 'comments']
+const RESOURCES: readonly Resource[] = defaultResources.map((resource) => resource.name)
 const FORMATS: readonly Format[] = ['csv', 'ndjson', 'json']
 const SAFE_THRESHOLD = REFERENCE_SAFE_RATE * 2 ** 32
 

@@ -1,6 +1,6 @@
 import type { Sql } from './connection.ts'
 
-// The shared shape of the three bulk upserts (db/users.ts, db/articles.ts, db/comments.ts).
+// The shared shape of the resources' bulk upserts (each descriptor's, resources/<name>.ts).
 //
 // One statement writes a batch. Its parameters are the batch's valid records as one array per
 // column (PostgreSQL array literals built by the worker thread) plus a range of ordinals, so the

@@ -150,7 +150,7 @@ keyed as materialized (
       else l.slug_row_published_at end as final_published_at
   from located l
 ),
--- Keys no two records of one statement may share (see db/users.ts): target row, claimed slug,
+-- Keys no two records of one statement may share (see resources/users.ts): target row, claimed slug,
 -- the slug the target gives up.
 touched as (
   select ord, 't' || target::text collate "C" as k from keyed where target is not null

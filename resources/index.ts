@@ -6,7 +6,10 @@ import users from './users.ts'
 export type { ResourceDescriptor } from './resource.ts'
 
 /** The resources the service serves, in the order its documents list them. */
-export const defaultResources: readonly ResourceDescriptor[] = [users, articles, comments]
+export const defaultResources = [users, articles, comments] as const satisfies readonly ResourceDescriptor[]
+
+/** The name of one of the service's own resources. */
+export type DefaultResourceName = (typeof defaultResources)[number]['name']
 
 /** The names of `resources`, in order. */
 export function resourceNames(resources: readonly ResourceDescriptor[]): string[] {

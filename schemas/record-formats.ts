@@ -1,6 +1,6 @@
 import { FormatRegistry } from '@sinclair/typebox'
 
-// The string formats of the import record schemas (schemas/users.ts, articles.ts, comments.ts).
+// The string formats of the import record schemas (resources/users.ts, articles.ts, comments.ts).
 // TypeBox knows no format by itself: a compiled check calls the function registered here under
 // the schema's `format` name. FormatRegistry is one map per thread, and ES modules run once per
 // thread, so importing this module any number of times registers each format once; registering

@@ -22,7 +22,10 @@
 // - Timestamps are `YYYY-MM-DD(T| )HH:MM[:SS[.f{1,6}]]` with `Z`, `±HH:MM` or `±HHMM`, of a real
 //   calendar day.
 
-export type Resource = 'users' | 'articles' | 'comments'
+import type { DefaultResourceName } from '../resources/index.ts'
+
+/** The oracle models the service's own resources (its rules are written independently of theirs). */
+export type Resource = DefaultResourceName
 
 /** Where records come from: CSV (text cells keyed by header) or JSON (NDJSON lines, JSON arrays). */
 export type RecordSource = 'csv' | 'json'

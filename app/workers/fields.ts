@@ -3,7 +3,7 @@ import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler'
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors'
 import { isWhiteSpace, type RecordFormat, recordFormats } from '../../schemas/record-formats.ts'
 
-// Field helpers shared by the record validators of app/workers/<resource>.ts. They run inside
+// Field helpers shared by the record validators of the resources (resources/<name>.ts). They run inside
 // tinypool worker threads on every record of an import (a million and more), so: no closures or
 // regular expressions made per record, one compiled TypeBox check per resource made at module
 // load, and the details of an error computed only for the records that fail it.
@@ -341,7 +341,7 @@ type SchemaCode = 'required' | 'type_mismatch' | 'invalid_format' | 'invalid_val
 type Messages = Readonly<Record<SchemaCode, string>>
 
 /**
- * The validation of one resource's records against its record schema (schemas/<resource>.ts),
+ * The validation of one resource's records against its record schema (its descriptor, resources/<name>.ts),
  * compiled once. `maxLength` is taken out of the compiled check and applied in code points:
  * JSON Schema and PostgreSQL's char_length count code points, TypeBox counts UTF-16 code units.
  */

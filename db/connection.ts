@@ -6,9 +6,9 @@ import type { Database } from './database.ts'
 export type Sql = postgres.Sql
 
 export interface DatabaseConnection {
-  /** postgres.js: for hot paths and COPY, where Kysely's extra round trip per query costs. */
+  /** postgres.js: every query runs on it (db/query.ts). */
   sql: Sql
-  /** Kysely over the same pool: for everything else. */
+  /** Kysely over the same pool, for the migrator (db/migrator.ts). */
   db: Kysely<Database>
   /** Ends the pool; waits up to `timeoutSeconds` for running queries. */
   close(timeoutSeconds?: number): Promise<void>

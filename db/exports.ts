@@ -1,9 +1,9 @@
-import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely'
+import { type ColumnType, type Generated, sql as kyselySql, type RawBuilder, type Selectable } from 'kysely'
 import type { Sql } from './connection.ts'
-import type { Database } from './database.ts'
 import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
 import { notifyJobRunners } from './job-queue.ts'
 import { createdBefore, cursorCreatedAt, type JobCursor } from './jobs.ts'
+import { inTransaction, query, run, runFirst, runOne } from './query.ts'
 
 // Exports: the COPY statement that produces an export's bytes, and the async export jobs
 // (db/migrations/0003_export_jobs.ts), whose runner statements are fenced by `lease_owner` like
@@ -148,24 +148,26 @@ export interface NewExportJob {
  * kind of job). With an idempotency key, the key is completed in the same transaction.
  */
 export async function insertExportJob(
-  db: Kysely<Database>,
+  sql: Sql,
   job: NewExportJob,
   idempotency?: HeldKey & { fingerprint: string },
 ): Promise<ExportJobRow> {
-  return db.transaction().execute(async (tx) => {
-    const row = await tx
-      .insertInto('export_jobs')
-      .values({ ...job, filters: sql<string>`${JSON.stringify(job.filters)}::text::jsonb` })
-      .returningAll()
-      .executeTakeFirstOrThrow()
+  return inTransaction(sql, async (tx) => {
+    const row = await runOne(
+      tx,
+      query
+        .insertInto('export_jobs')
+        .values({ ...job, filters: kyselySql<string>`${JSON.stringify(job.filters)}::text::jsonb` })
+        .returningAll(),
+    )
     if (idempotency) await completeIdempotencyKey(tx, idempotency, row.id)
     await notifyJobRunners(tx, row.id)
     return row
   })
 }
 
-export async function findExportJob(db: Kysely<Database>, id: string): Promise<ExportJobRow | undefined> {
-  return db.selectFrom('export_jobs').selectAll().where('id', '=', id).executeTakeFirst()
+export async function findExportJob(sql: Sql, id: string): Promise<ExportJobRow | undefined> {
+  return runFirst(sql, query.selectFrom('export_jobs').selectAll().where('id', '=', id))
 }
 
 export interface ExportJobFilter {
@@ -178,14 +180,14 @@ export interface ExportJobFilter {
 
 /** Newest first; `before` continues after the last job of a previous page (see listImportJobs). */
 export async function listExportJobs(
-  db: Kysely<Database>,
+  sql: Sql,
   filter: ExportJobFilter,
 ): Promise<(ExportJobRow & { cursor_created_at: string })[]> {
-  let query = db.selectFrom('export_jobs').selectAll().select(cursorCreatedAt)
-  if (filter.status) query = query.where('status', '=', filter.status)
-  if (filter.resource) query = query.where('resource', '=', filter.resource)
-  if (filter.before) query = query.where(createdBefore(filter.before))
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
+  let listed = query.selectFrom('export_jobs').selectAll().select(cursorCreatedAt)
+  if (filter.status) listed = listed.where('status', '=', filter.status)
+  if (filter.resource) listed = listed.where('resource', '=', filter.resource)
+  if (filter.before) listed = listed.where(createdBefore(filter.before))
+  return run(sql, listed.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit))
 }
 
 /** Completes a job this process owns: its file is in place. */

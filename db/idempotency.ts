@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { sql as kyselySql, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
-import type { Database } from './database.ts'
 
 // Idempotency-Key bookkeeping (docs/contract.md §9). The primary key (scope, key) decides, inside
 // PostgreSQL, which of several concurrent requests is the first: never check-then-insert. The
@@ -84,15 +82,15 @@ export interface HeldKey {
  * @throws IdempotencyKeyLost when the request no longer holds the key (the job is rolled back)
  */
 export async function completeIdempotencyKey(
-  transaction: Transaction<Database>,
+  transaction: Sql,
   idempotency: HeldKey & { fingerprint: string },
   jobId: string,
 ): Promise<void> {
-  const { rows } = await kyselySql`
+  const rows = await transaction`
     update idempotency_keys set state = 'completed', fingerprint = ${idempotency.fingerprint}, job_id = ${jobId}
     where scope = ${idempotency.scope} and key = ${idempotency.key} and state = 'in_flight'
       and token = ${idempotency.token}
-    returning 1`.execute(transaction)
+    returning 1`
   if (rows.length === 0) throw new IdempotencyKeyLost(idempotency.key)
 }
 

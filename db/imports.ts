@@ -1,9 +1,9 @@
-import { type ColumnType, type Generated, type Kysely, sql as kyselySql, type Selectable } from 'kysely'
+import { type ColumnType, type Generated, sql as kyselySql, type Selectable } from 'kysely'
 import type { Sql } from './connection.ts'
-import type { Database } from './database.ts'
 import { completeIdempotencyKey, type HeldKey } from './idempotency.ts'
 import { JOB_CHANNEL, notifyJobRunners } from './job-queue.ts'
 import { createdBefore, cursorCreatedAt, type JobCursor } from './jobs.ts'
+import { inTransaction, query, run, runFirst, runOne } from './query.ts'
 
 // Import jobs and their per-record errors (db/migrations/0002_import_jobs.ts). The job runner's
 // statements (claim, lease, batch commit) are fenced by `lease_owner`: a process that lost its
@@ -117,20 +117,20 @@ export interface NewImportJob {
  * without its job.
  */
 export async function insertImportJob(
-  db: Kysely<Database>,
+  sql: Sql,
   job: NewImportJob,
   idempotency?: HeldKey & { fingerprint: string },
 ): Promise<ImportJobRow> {
-  return db.transaction().execute(async (tx) => {
-    const row = await tx.insertInto('import_jobs').values(job).returningAll().executeTakeFirstOrThrow()
+  return inTransaction(sql, async (tx) => {
+    const row = await runOne(tx, query.insertInto('import_jobs').values(job).returningAll())
     if (idempotency) await completeIdempotencyKey(tx, idempotency, row.id)
     await notifyJobRunners(tx, row.id)
     return row
   })
 }
 
-export async function findImportJob(db: Kysely<Database>, id: string): Promise<ImportJobWithBlocker | undefined> {
-  return db.selectFrom('import_jobs').selectAll().select(blockedBy).where('id', '=', id).executeTakeFirst()
+export async function findImportJob(sql: Sql, id: string): Promise<ImportJobWithBlocker | undefined> {
+  return runFirst(sql, query.selectFrom('import_jobs').selectAll().select(blockedBy).where('id', '=', id))
 }
 
 export interface ImportJobFilter {
@@ -159,19 +159,15 @@ function firstErrors(limit: number) {
  * Newest first, each job with its first `errors` errors, in one query; `before` continues after
  * the last job of a previous page.
  */
-export async function listImportJobs(
-  db: Kysely<Database>,
-  filter: ImportJobFilter,
-  errors: number,
-): Promise<ListedImportJob[]> {
-  let query = db
+export async function listImportJobs(sql: Sql, filter: ImportJobFilter, errors: number): Promise<ListedImportJob[]> {
+  let listed = query
     .selectFrom('import_jobs')
     .selectAll()
     .select([cursorCreatedAt, blockedBy, firstErrors(errors)])
-  if (filter.status) query = query.where('status', '=', filter.status)
-  if (filter.resource) query = query.where('resource', '=', filter.resource)
-  if (filter.before) query = query.where(createdBefore(filter.before))
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute()
+  if (filter.status) listed = listed.where('status', '=', filter.status)
+  if (filter.resource) listed = listed.where('resource', '=', filter.resource)
+  if (filter.before) listed = listed.where(createdBefore(filter.before))
+  return run(sql, listed.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit))
 }
 
 /**
@@ -195,15 +191,17 @@ export async function findImportJobWithErrors(
 }
 
 /** The first `limit` errors of a job, in record order. */
-export async function firstImportErrors(db: Kysely<Database>, jobId: string, limit: number): Promise<ImportErrorRow[]> {
-  return db
-    .selectFrom('import_errors')
-    .selectAll()
-    .where('job_id', '=', jobId)
-    .orderBy('record')
-    .orderBy('seq')
-    .limit(limit)
-    .execute()
+export async function firstImportErrors(sql: Sql, jobId: string, limit: number): Promise<ImportErrorRow[]> {
+  return run(
+    sql,
+    query
+      .selectFrom('import_errors')
+      .selectAll()
+      .where('job_id', '=', jobId)
+      .orderBy('record')
+      .orderBy('seq')
+      .limit(limit),
+  )
 }
 
 /** Every error of a job in record order, read in pages of `pageSize` through a cursor. */
@@ -372,28 +370,28 @@ export async function recordDownloadedSource(
  * done before this request (completed, failed or cancelled), or undefined when unknown.
  */
 export async function requestImportCancel(
-  db: Kysely<Database>,
+  sql: Sql,
   id: string,
 ): Promise<{ job: ImportJobRow; alreadyDone: boolean } | undefined> {
-  return db.transaction().execute(async (tx) => {
-    const job = await tx.selectFrom('import_jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
+  return inTransaction(sql, async (tx) => {
+    const job = await runFirst(tx, query.selectFrom('import_jobs').selectAll().where('id', '=', id).forUpdate())
     if (!job) return undefined
     if (job.status === 'queued') {
-      const cancelled = await tx
-        .updateTable('import_jobs')
-        .set({ status: 'cancelled', finished_at: new Date(), cancel_requested: true })
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirstOrThrow()
+      const cancelled = await runOne(
+        tx,
+        query
+          .updateTable('import_jobs')
+          .set({ status: 'cancelled', finished_at: new Date(), cancel_requested: true })
+          .where('id', '=', id)
+          .returningAll(),
+      )
       return { job: cancelled, alreadyDone: false }
     }
     if (job.status === 'running') {
-      const stopping = await tx
-        .updateTable('import_jobs')
-        .set({ cancel_requested: true })
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirstOrThrow()
+      const stopping = await runOne(
+        tx,
+        query.updateTable('import_jobs').set({ cancel_requested: true }).where('id', '=', id).returningAll(),
+      )
       return { job: stopping, alreadyDone: false }
     }
     return { job, alreadyDone: true }

@@ -1,6 +1,4 @@
-import { sql as kyselySql, type Transaction } from 'kysely'
 import type { Sql } from './connection.ts'
-import type { Database } from './database.ts'
 import type { ExportJobRow } from './exports.ts'
 import type { ImportJobRow } from './imports.ts'
 
@@ -22,8 +20,8 @@ export type JobRow<K extends JobKind> = K extends 'import' ? ImportJobRow : Expo
 export const JOB_CHANNEL = 'bulkio_jobs'
 
 /** Wakes the job runners of every process, when the transaction that queued a job commits. */
-export async function notifyJobRunners(transaction: Transaction<Database>, jobId: string): Promise<void> {
-  await kyselySql`select pg_notify(${JOB_CHANNEL}, ${jobId})`.execute(transaction)
+export async function notifyJobRunners(transaction: Sql, jobId: string): Promise<void> {
+  await transaction`select pg_notify(${JOB_CHANNEL}, ${jobId})`
 }
 
 const rules = {

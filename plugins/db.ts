@@ -12,10 +12,10 @@ export interface DatabaseOptions {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** postgres.js pool: hot paths and COPY. */
+    /** The pool: every query function takes it (db/query.ts: Kysely builds, postgres.js runs). */
     sql: Sql
-    /** Kysely over the same pool. */
-    db: Kysely<Database>
+    /** Kysely connected to the same pool, for the migrator only (its migrations use Kysely's schema builder). */
+    migrationDb: Kysely<Database>
     database: DatabaseOptions
   }
 }
@@ -28,7 +28,7 @@ export default fp(
       connectTimeoutSeconds: app.config.DATABASE_CONNECT_TIMEOUT_SECONDS,
     })
     app.decorate('sql', connection.sql)
-    app.decorate('db', connection.db)
+    app.decorate('migrationDb', connection.db)
     app.decorate('database', options.database)
     app.addHook('onClose', async () => {
       await connection.close()

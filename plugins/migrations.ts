@@ -33,13 +33,13 @@ export default fp(
     const extraFolders = app.resources.flatMap((resource) => (resource.migrations ? [resource.migrations] : []))
 
     async function recheck(): Promise<boolean> {
-      ready = (await pendingMigrations(app.db, extraFolders)).length === 0
+      ready = (await pendingMigrations(app.migrationDb, extraFolders)).length === 0
       return ready
     }
 
     async function attempt(): Promise<void> {
       if (!app.config.MIGRATE_ON_START) {
-        const pending = await pendingMigrations(app.db, extraFolders)
+        const pending = await pendingMigrations(app.migrationDb, extraFolders)
         ready = pending.length === 0
         if (!ready) {
           app.log.warn(
@@ -50,7 +50,7 @@ export default fp(
         return
       }
       const started = performance.now()
-      const applied = await migrateToLatest(app.db, extraFolders)
+      const applied = await migrateToLatest(app.migrationDb, extraFolders)
       ready = true
       const elapsedMs = Math.round(performance.now() - started)
       app.log.info({ applied, elapsed_ms: elapsedMs }, applied.length ? 'migrations applied' : 'schema is up to date')

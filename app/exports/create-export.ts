@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Kysely } from 'kysely'
 import type { Sql } from '../../db/connection.ts'
-import type { Database } from '../../db/database.ts'
 import { type ExportJobRow, findExportJob, insertExportJob } from '../../db/exports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import type { Config } from '../../schemas/config.ts'
@@ -11,7 +9,6 @@ import { idempotent } from '../jobs/idempotency.ts'
 
 export interface ExportCreation {
   sql: Sql
-  db: Kysely<Database>
   config: Config
   log: FastifyBaseLogger
 }
@@ -45,12 +42,12 @@ export async function createExport(
   return idempotent(creation.sql, keyOptions, async (key) => {
     const replay = await key.settle(createHash('sha256').update(JSON.stringify(job)).digest('hex'))
     if (replay) {
-      const found = await findExportJob(creation.db, replay)
+      const found = await findExportJob(creation.sql, replay)
       if (!found) throw new ProblemError('not_found', `There is no export job ${replay}.`)
       return { job: found, replayed: true }
     }
     const created = await insertExportJob(
-      creation.db,
+      creation.sql,
       { ...job, idempotency_key: idempotencyKey ?? null },
       key.completion(),
     )

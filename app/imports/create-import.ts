@@ -1,8 +1,6 @@
 import { rm } from 'node:fs/promises'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { Kysely } from 'kysely'
 import type { Sql } from '../../db/connection.ts'
-import type { Database } from '../../db/database.ts'
 import { findImportJob, type ImportJobRow, insertImportJob } from '../../db/imports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { type ResourceDescriptor, resourceNames, resourceOf } from '../../resources/index.ts'
@@ -15,7 +13,6 @@ import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
 export interface ImportCreation {
   sql: Sql
-  db: Kysely<Database>
   config: Config
   importDir: string
   /** The app's resources (an upload's `resource` must name one). */
@@ -63,7 +60,7 @@ export async function createImport(
         importFingerprint(options, upload ? { sha256: upload.sha256 } : { url: url ?? '' }),
       )
       if (replay) {
-        const job = await findImportJob(creation.db, replay)
+        const job = await findImportJob(creation.sql, replay)
         if (!job) throw new ProblemError('not_found', `There is no import job ${replay}.`)
         return { job, replayed: true }
       }
@@ -84,7 +81,7 @@ export async function createImport(
         await checkImportUrl(url ?? '', config.IMPORT_URL_ALLOW_PRIVATE)
       }
       const job = await insertImportJob(
-        creation.db,
+        creation.sql,
         {
           resource: options.resource,
           format,

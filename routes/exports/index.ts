@@ -41,7 +41,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const exportResourceNames = resourceNames(resources)
 
   async function jobOr404(id: string): Promise<ExportJobRow> {
-    const job = await findExportJob(app.db, id)
+    const job = await findExportJob(app.sql, id)
     if (!job) throw new ProblemError('not_found', `There is no export job ${id}.`)
     return job
   }
@@ -78,7 +78,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const creation = { sql: app.sql, db: app.db, config, log: request.log }
+      const creation = { sql: app.sql, config, log: request.log }
       const { job, replayed } = await createExport(
         creation,
         request.body as ExportRequest,
@@ -105,7 +105,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { status, resource, limit, cursor } = request.query
       const before = cursor ? decodeJobCursor(cursor) : undefined
-      const rows = await listExportJobs(app.db, { status, resource, before, limit: limit + 1 })
+      const rows = await listExportJobs(app.sql, { status, resource, before, limit: limit + 1 })
       const page = rows.slice(0, limit)
       const last = page.at(-1)
       return {

@@ -57,11 +57,11 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config } = app
 
   async function jobBody(job: ImportJobRow) {
-    return importJobView(job, await firstImportErrors(app.db, job.id, FIRST_ERRORS))
+    return importJobView(job, await firstImportErrors(app.sql, job.id, FIRST_ERRORS))
   }
 
   async function jobOr404(id: string): Promise<ImportJobRow> {
-    const job = await findImportJob(app.db, id)
+    const job = await findImportJob(app.sql, id)
     if (!job) throw new ProblemError('not_found', `There is no import job ${id}.`)
     return job
   }
@@ -117,7 +117,6 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         : { kind: 'url', resource: body.resource, url: body.url, format: body.format, dryRun: body.dry_run }
       const creation = {
         sql: app.sql,
-        db: app.db,
         config,
         importDir: app.storage.importDir,
         resources: app.resources,
@@ -142,7 +141,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { status, resource, limit, cursor } = request.query
       const before = cursor ? decodeJobCursor(cursor) : undefined
-      const rows = await listImportJobs(app.db, { status, resource, before, limit: limit + 1 }, FIRST_ERRORS)
+      const rows = await listImportJobs(app.sql, { status, resource, before, limit: limit + 1 }, FIRST_ERRORS)
       const page = rows.slice(0, limit)
       const last = page.at(-1)
       return {
@@ -302,7 +301,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const cancel = await requestImportCancel(app.db, request.params.id)
+      const cancel = await requestImportCancel(app.sql, request.params.id)
       if (!cancel) throw new ProblemError('not_found', `There is no import job ${request.params.id}.`)
       // A cancelled job was done before this request too: cancelling it again is a conflict.
       if (cancel.alreadyDone) throw new ProblemError('conflict', `The job is already ${cancel.job.status}.`)

@@ -47,17 +47,17 @@ t.test('a request whose key was taken over cannot free it: the new holder keeps 
 })
 
 t.test('a request whose key was taken over cannot complete it: its job is rolled back', async (t) => {
-  const { sql, db } = await database(t)
+  const { sql } = await database(t)
   const first = token(await claimIdempotencyKey(sql, SCOPE, 'k2', 3600))
   await stall(sql, 'k2')
   const second = token(await claimIdempotencyKey(sql, SCOPE, 'k2', 3600))
   await t.rejects(
-    insertImportJob(db, job, { scope: SCOPE, key: 'k2', token: first, fingerprint: 'a' }),
+    insertImportJob(sql, job, { scope: SCOPE, key: 'k2', token: first, fingerprint: 'a' }),
     IdempotencyKeyLost,
   )
   const [before] = await sql<{ count: number }[]>`select count(*)::int as count from import_jobs`
   t.equal(before?.count, 0, 'no job for the request that lost its key')
-  const created = await insertImportJob(db, job, { scope: SCOPE, key: 'k2', token: second, fingerprint: 'b' })
+  const created = await insertImportJob(sql, job, { scope: SCOPE, key: 'k2', token: second, fingerprint: 'b' })
   t.same(await readIdempotencyKey(sql, SCOPE, 'k2'), {
     owned: false,
     state: 'completed',

@@ -1,4 +1,13 @@
+import {
+  type AliasedRawBuilder,
+  type Compilable,
+  type Expression,
+  type QueryCreator,
+  type RawBuilder,
+  sql,
+} from 'kysely'
 import type { Sql } from './connection.ts'
+import { run } from './query.ts'
 
 // The shared shape of the resources' bulk upserts (each descriptor's, resources/<name>.ts).
 //
@@ -42,9 +51,100 @@ export interface UpsertOutcome {
 /** What a range of a batch did; `touched` holds 52 bits of each key's hash (exact in a number). */
 export type AppliedRange = Omit<UpsertOutcome, 'next' | 'touched'> & { touched: Set<number> }
 
+/** The records of a batch a statement applies: the batch's arrays and a range of its ordinals. */
+export interface UpsertBatch {
+  /** One PostgreSQL array literal per input column (UpsertStatement.input), in its order. */
+  readonly params: readonly string[]
+  /** The first ordinal to apply. */
+  readonly from: number
+  /** The ordinal after the last one to apply. */
+  readonly to: number
+}
+
+/** The row the statement returns (UpsertOutcome, as the database sends it). */
+export type UpsertOutcomeRow = UpsertOutcome
+
+/** A resource's bulk upsert, built with Kysely's query builder (db/query.ts) for each range. */
 export interface UpsertStatement {
-  /** Statement text; parameters: the batch's arrays, then the first and the end ordinal. */
-  text: string
+  /**
+   * The SQL type of each array parameter, in the order of the batch's arrays: `ord`, the
+   * resource's columns, then `has_<column>` (boolean) for each nullable column. Checked against
+   * the descriptor's columns at start-up.
+   */
+  readonly input: Readonly<Record<string, string>>
+  /** The statement over the records of `batch` with ordinals in [from, to). */
+  build(batch: UpsertBatch): Compilable<UpsertOutcomeRow>
+}
+
+/** A string literal in the statement's text (SQL's own constants stay out of the parameters). */
+export function literal<Value extends string | number>(value: Value): RawBuilder<Value> {
+  return sql.lit(value) as RawBuilder<Value>
+}
+
+/**
+ * The batch's records with ordinals in [from, to), as the from-item `r`: an `unnest` of the
+ * arrays, each cast to its type (`input`), the columns named after `input`'s keys. Use with
+ * `inRange` in the query's where clause.
+ */
+export function batchRecords<Row>(batch: UpsertBatch, input: { readonly [Column in keyof Row]: string }) {
+  const names = Object.keys(input) as (keyof Row & string)[]
+  const arrays = names.map((name, at) => sql`${batch.params[at]}::${sql.raw(input[name])}[]`)
+  return sql<Row>`unnest(${sql.join(arrays)})`.as<'r'>(sql`r(${sql.join(names.map((name) => sql.ref(name)))})`)
+}
+
+/** `r.ord` within the batch's range. */
+export function inRange(batch: UpsertBatch): RawBuilder<boolean> {
+  return sql<boolean>`r.ord >= ${batch.from} and r.ord < ${batch.to}`
+}
+
+/**
+ * A key of the `touched` CTE: a one-letter kind (`t` the target row, or the natural key's) and
+ * the value, in the "C" collation (only equality matters, and it hashes fastest).
+ */
+export function touchedKey(kind: string, value: string): AliasedRawBuilder<string, 'k'> {
+  return sql<string>`${sql.lit(kind)} || ${sql.ref(value)}::text collate "C"`.as('k')
+}
+
+/**
+ * The key-blocking CTEs every upsert shares. They read `touched` (ord, k), the keys each record
+ * targets or gives up, and find the first record that repeats a key of an earlier one: `blocked`
+ * holds its ordinal (null when none); the statement applies only the records before it.
+ */
+export function withKeyBlocking<DB>(creator: QueryCreator<DB>) {
+  return creator
+    .with(
+      'repeated',
+      () =>
+        sql<{ k: string; first: number }>`(select k, min(ord) as first from touched group by k having count(*) > 1)`,
+    )
+    .with(
+      'blocked',
+      () => sql<{ at: number | null }>`(
+        select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first)`,
+    )
+}
+
+/** `ord` is before the first blocked record: the record is applied by this statement. */
+export function notBlocked(ord: string): RawBuilder<boolean> {
+  return sql<boolean>`${sql.ref(ord)} < coalesce((select at from blocked), 2147483647)`
+}
+
+/**
+ * The statement's one row (UpsertOutcome), read from its `inserted`, `updated` and `touched`
+ * CTEs; `errors` is a query of one row and one column, the json array of the failed records (or
+ * null when none).
+ */
+export function outcomeColumns(errors: Compilable<unknown> & Expression<unknown>) {
+  return [
+    sql<number>`(select count(*) from inserted)::int`.as('inserted'),
+    sql<number>`(select count(*) from updated)::int`.as('updated'),
+    sql<UpsertError[]>`coalesce((${errors}), '[]')`.as('errors'),
+    sql<number | null>`(select at from blocked)`.as('next'),
+    // The keys this statement read or wrote, as 64-bit hashes: a concurrent batch that shares
+    // none could not see it (a hash collision only costs a needless rerun).
+    sql<Buffer | null>`(select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
+      where ${notBlocked('t.ord')})`.as('touched'),
+  ] as const
 }
 
 /**
@@ -54,7 +154,7 @@ export interface UpsertStatement {
 export async function applyRange(
   sql: Sql,
   statement: UpsertStatement,
-  params: string[],
+  params: readonly string[],
   from: number,
   to: number,
 ): Promise<AppliedRange> {
@@ -62,9 +162,8 @@ export async function applyRange(
   let start = from
   while (start < to) {
     // Not prepared: the rule and its measured reason are in db/query.ts.
-    const [outcome] = (await sql.unsafe(statement.text, [...params, start, to], { prepare: false })) as unknown as [
-      UpsertOutcome,
-    ]
+    const [outcome] = await run(sql, statement.build({ params, from: start, to }), { prepare: false })
+    if (!outcome) throw new Error('the upsert returned no row')
     total.inserted += outcome.inserted
     total.updated += outcome.updated
     total.errors.push(...outcome.errors)

@@ -1,5 +1,16 @@
 import { Type } from '@sinclair/typebox'
-import type { ColumnType, Generated } from 'kysely'
+import { type ColumnType, type Generated, sql } from 'kysely'
+import { query } from '../db/query.ts'
+import {
+  batchRecords,
+  inRange,
+  literal,
+  notBlocked,
+  outcomeColumns,
+  touchedKey,
+  type UpsertStatement,
+  withKeyBlocking,
+} from '../db/upsert.ts'
 import { body, csvTags, jsonTags, nullableText, RecordValidator, shortText, uuid } from '../app/workers/fields.ts'
 import { stringEnum } from '../schemas/common.ts'
 import '../schemas/record-formats.ts'
@@ -121,94 +132,213 @@ const validator = new RecordValidator(ArticleRecordSchema, articleColumns, {
   ],
 })
 
+/** An article of the upsert's input: the batch's arrays, one row per record. */
+interface ArticleInput {
+  ord: number
+  id: string | null
+  slug: string
+  title: string
+  body: string
+  author_id: string
+  /** An array literal, or null when absent. */
+  tags: string | null
+  published_at: string | null
+  status: ArticlesTable['status']
+  /** Whether the record has published_at (null included). */
+  has_published_at: boolean
+}
+
+/** The checks a failed article breaks, in the order the report lists them. */
+type ArticleCheck = 'unique_violation' | 'foreign_key_violation' | 'invalid_state'
+
 /**
- * The articles upsert (see db/upsert.ts). Parameters: ord, id, slug, title, body, author_id,
- * tags (each an array literal), published_at, status, published_at presence (arrays), then the
- * ordinal range. The natural key is the slug. The author must exist (foreign_key_violation), and
- * the row as stored after the record must not be a draft with published_at (invalid_state).
+ * The articles upsert (see db/upsert.ts). The natural key is the slug. The author must exist
+ * (foreign_key_violation), and the row as stored after the record must not be a draft with
+ * published_at (invalid_state).
  */
-export const articlesUpsert = {
-  text: `
-with input as materialized (
-  select * from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::timestamptz[], $9::text[], $10::boolean[])
-    as r(ord, id, slug, title, body, author_id, tags, published_at, status, has_published_at)
-  where r.ord >= $11 and r.ord < $12
-),
-located as materialized (
-  select r.*, by_id.slug as id_row_slug, by_id.published_at as id_row_published_at,
-    by_slug.id as slug_owner, by_slug.published_at as slug_row_published_at,
-    exists (select 1 from users u where u.id = r.author_id) as author_exists
-  from input r
-  left join lateral (select a.slug, a.published_at from articles a where a.id = r.id limit 1) by_id on true
-  left join lateral (select a.id, a.published_at from articles a where a.slug = r.slug limit 1) by_slug on true
-),
-keyed as materialized (
-  select l.*, l.id_row_slug is not null as id_exists, coalesce(l.id, l.slug_owner) as target,
-    l.id_row_slug as old_slug,
-    case when l.has_published_at then l.published_at
-      when l.id is not null then l.id_row_published_at
-      else l.slug_row_published_at end as final_published_at
-  from located l
-),
--- Keys no two records of one statement may share (see resources/users.ts): target row, claimed slug,
--- the slug the target gives up.
-touched as (
-  select ord, 't' || target::text collate "C" as k from keyed where target is not null
-  union all
-  select ord, 's' || slug collate "C" from keyed
-  union all
-  select ord, 's' || old_slug collate "C" from keyed where old_slug <> slug
-),
-repeated as (select k, min(ord) as first from touched group by k having count(*) > 1),
-blocked as (select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first),
-decided as materialized (
-  select k.*, case
-      when k.slug_owner is not null and k.slug_owner is distinct from k.target then 'unique_violation'
-      when not k.author_exists then 'foreign_key_violation'
-      when k.status = 'draft' and k.final_published_at is not null then 'invalid_state'
-      when k.id_exists or (k.id is null and k.slug_owner is not null) then 'update'
-      else 'insert'
-    end as action
-  from keyed k
-  where k.ord < coalesce((select at from blocked), 2147483647)
-),
-updated as (
-  update articles a set slug = d.slug, title = d.title, body = d.body, author_id = d.author_id,
-    tags = coalesce(d.tags::text[], a.tags),
-    published_at = d.final_published_at,
-    status = d.status
-  from decided d
-  where d.action = 'update' and a.id = d.target
-  returning 1
-),
-inserted as (
-  insert into articles (id, slug, title, body, author_id, tags, published_at, status)
-  select coalesce(d.target, gen_random_uuid()), d.slug, d.title, d.body, d.author_id,
-    coalesce(d.tags::text[], '{}'), d.final_published_at, d.status
-  from decided d
-  where d.action = 'insert'
-  returning 1
-)
-select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  -- every check a failed record breaks is reported (docs/contract.md §7), not only the first
-  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', code, 'field', field, 'value', value,
-      'message', message) order by ord, n) from (
-      select ord, id, 1 as n, 'unique_violation' as code, 'slug' as field, slug as value,
-        'another article already has this slug' as message
-      from decided where action not in ('insert', 'update') and slug_owner is not null and slug_owner is distinct from target
-      union all
-      select ord, id, 2, 'foreign_key_violation', 'author_id', author_id::text, 'no user has this id'
-      from decided where action not in ('insert', 'update') and not author_exists
-      union all
-      select ord, id, 3, 'invalid_state', 'published_at', final_published_at::text,
-        'a draft must not have published_at (the stored article has one)'
-      from decided where action not in ('insert', 'update') and status = 'draft' and final_published_at is not null
-    ) e), '[]') as errors,
-  (select at from blocked) as next,
-  -- The keys this statement read or wrote, as 64-bit hashes: a concurrent batch that shares
-  -- none could not see it (a hash collision only costs a needless rerun).
-  (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
-    where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
+export const articlesUpsert: UpsertStatement = {
+  input: {
+    ord: 'int',
+    id: 'uuid',
+    slug: 'text',
+    title: 'text',
+    body: 'text',
+    author_id: 'uuid',
+    tags: 'text',
+    published_at: 'timestamptz',
+    status: 'text',
+    has_published_at: 'boolean',
+  } satisfies Record<keyof ArticleInput, string>,
+  build: (batch) =>
+    withKeyBlocking(
+      query
+        .with(
+          (cte) => cte('input').materialized(),
+          (db) =>
+            db
+              .selectFrom(batchRecords<ArticleInput>(batch, articlesUpsert.input as Record<keyof ArticleInput, string>))
+              .selectAll('r')
+              .where(inRange(batch)),
+        )
+        .with(
+          (cte) => cte('located').materialized(),
+          (db) =>
+            db
+              .selectFrom('input as r')
+              .leftJoinLateral(
+                (eb) =>
+                  eb
+                    .selectFrom('articles as a')
+                    .select(['a.slug', 'a.published_at'])
+                    .whereRef('a.id', '=', 'r.id')
+                    .limit(literal(1))
+                    .as('by_id'),
+                (join) => join.onTrue(),
+              )
+              .leftJoinLateral(
+                (eb) =>
+                  eb
+                    .selectFrom('articles as a')
+                    .select(['a.id', 'a.published_at'])
+                    .whereRef('a.slug', '=', 'r.slug')
+                    .limit(literal(1))
+                    .as('by_slug'),
+                (join) => join.onTrue(),
+              )
+              .selectAll('r')
+              .select((eb) => [
+                'by_id.slug as id_row_slug',
+                'by_id.published_at as id_row_published_at',
+                'by_slug.id as slug_owner',
+                'by_slug.published_at as slug_row_published_at',
+                eb
+                  .exists(eb.selectFrom('users as u').select(literal(1).as('one')).whereRef('u.id', '=', 'r.author_id'))
+                  .as('author_exists'),
+              ]),
+        )
+        .with(
+          (cte) => cte('keyed').materialized(),
+          (db) =>
+            db
+              .selectFrom('located as l')
+              .selectAll('l')
+              .select((eb) => [
+                eb('l.id_row_slug', 'is not', null).as('id_exists'),
+                eb.fn.coalesce('l.id', 'l.slug_owner').as('target'),
+                'l.id_row_slug as old_slug',
+                sql<Date | null>`case when l.has_published_at then l.published_at
+                  when l.id is not null then l.id_row_published_at
+                  else l.slug_row_published_at end`.as('final_published_at'),
+              ]),
+        )
+        // Keys no two records of one statement may share: the row they target, the slug they
+        // claim, the slug their target gives up.
+        .with('touched', (db) =>
+          db
+            .selectFrom('keyed')
+            .select(['ord', touchedKey('t', 'target')])
+            .where('target', 'is not', null)
+            .unionAll(db.selectFrom('keyed').select(['ord', touchedKey('s', 'slug')]))
+            .unionAll(
+              db.selectFrom('keyed').select(['ord', touchedKey('s', 'old_slug')]).whereRef('old_slug', '<>', 'slug'),
+            ),
+        ),
+    )
+      .with(
+        (cte) => cte('decided').materialized(),
+        (db) =>
+          db
+            .selectFrom('keyed as k')
+            .selectAll('k')
+            .select(
+              sql<ArticleCheck | 'update' | 'insert'>`case
+                when k.slug_owner is not null and k.slug_owner is distinct from k.target then 'unique_violation'
+                when not k.author_exists then 'foreign_key_violation'
+                when k.status = 'draft' and k.final_published_at is not null then 'invalid_state'
+                when k.id_exists or (k.id is null and k.slug_owner is not null) then 'update'
+                else 'insert'
+              end`.as('action'),
+            )
+            .where(notBlocked('k.ord')),
+      )
+      .with('updated', (db) =>
+        db
+          .updateTable('articles as a')
+          .from('decided as d')
+          .set({
+            slug: sql.ref('d.slug'),
+            title: sql.ref('d.title'),
+            body: sql.ref('d.body'),
+            author_id: sql.ref('d.author_id'),
+            tags: sql`coalesce(d.tags::text[], a.tags)`,
+            published_at: sql.ref('d.final_published_at'),
+            status: sql.ref('d.status'),
+          })
+          .where('d.action', '=', literal('update'))
+          .whereRef('a.id', '=', 'd.target')
+          .returning(literal(1).as('one')),
+      )
+      .with('inserted', (db) =>
+        db
+          .insertInto('articles')
+          .columns(['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'])
+          .expression(
+            db
+              .selectFrom('decided as d')
+              .select([
+                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
+                'd.slug',
+                'd.title',
+                'd.body',
+                'd.author_id',
+                sql<string[]>`coalesce(d.tags::text[], '{}')`.as('tags'),
+                'd.final_published_at',
+                'd.status',
+              ])
+              .where('d.action', '=', literal('insert')),
+          )
+          .returning(literal(1).as('one')),
+      )
+      .selectNoFrom((eb) => {
+        // Every check a failed record breaks is reported (docs/contract.md §7), not only the first.
+        const failed = (check: number, code: ArticleCheck, field: string, value: string, message: string) =>
+          eb
+            .selectFrom('decided')
+            .select([
+              'ord',
+              'id',
+              literal(check).as('n'),
+              literal(code).as('code'),
+              literal(field).as('field'),
+              sql<string | null>`${sql.ref(value)}::text`.as('value'),
+              literal(message).as('message'),
+            ])
+            .where('action', 'not in', [literal('insert'), literal('update')])
+        const errors = failed(1, 'unique_violation', 'slug', 'slug', 'another article already has this slug')
+          .where(sql<boolean>`slug_owner is not null and slug_owner is distinct from target`)
+          .unionAll(
+            failed(2, 'foreign_key_violation', 'author_id', 'author_id', 'no user has this id').where(
+              sql<boolean>`not author_exists`,
+            ),
+          )
+          .unionAll(
+            failed(
+              3,
+              'invalid_state',
+              'published_at',
+              'final_published_at',
+              'a draft must not have published_at (the stored article has one)',
+            ).where(sql<boolean>`status = 'draft' and final_published_at is not null`),
+          )
+        return outcomeColumns(
+          eb
+            .selectFrom(errors.as('e'))
+            .select(
+              sql`json_agg(json_build_object('ord', ord, 'id', id, 'code', code, 'field', field, 'value', value,
+                'message', message) order by ord, n)`.as('errors'),
+            ),
+        )
+      }),
 }
 
 /**
@@ -236,6 +366,26 @@ export default defineResource({
   nullableColumns: ['published_at'],
   naturalKey: { column: 'slug', caseInsensitive: false },
   upsert: articlesUpsert,
+  examples: [
+    {
+      id: '6e2d9a4b-8c1f-4b7a-a3e5-0f9d8c7b6a51',
+      slug: 'notes-on-the-analytical-engine',
+      title: 'Notes on the Analytical Engine',
+      body: 'The engine weaves algebraic patterns, just as the loom weaves flowers and leaves.',
+      author_id: '1f0b6c1e-3a5d-4e8f-9b2c-7d4e5f6a7b8c',
+      tags: ['history', 'computing'],
+      published_at: '2024-02-01T12:00:00Z',
+      status: 'published',
+    },
+    // No id: the article with this slug is updated, or a new one is inserted.
+    {
+      slug: 'a-draft',
+      title: 'A draft',
+      body: 'Not published yet.',
+      author_id: '1f0b6c1e-3a5d-4e8f-9b2c-7d4e5f6a7b8c',
+      status: 'draft',
+    },
+  ],
   export: {
     columns: {
       id: 'uuid',

@@ -1,5 +1,16 @@
 import { Type } from '@sinclair/typebox'
-import type { ColumnType } from 'kysely'
+import { type ColumnType, sql } from 'kysely'
+import { query } from '../db/query.ts'
+import {
+  batchRecords,
+  inRange,
+  literal,
+  notBlocked,
+  outcomeColumns,
+  touchedKey,
+  type UpsertStatement,
+  withKeyBlocking,
+} from '../db/upsert.ts'
 import { body, hasMoreWordsThan, RecordValidator, shortText, uuid } from '../app/workers/fields.ts'
 import '../schemas/record-formats.ts'
 import { defineResource } from './resource.ts'
@@ -82,65 +93,125 @@ const validator = new RecordValidator(CommentRecordSchema, commentColumns, {
   ],
 })
 
+/** A comment of the upsert's input: the batch's arrays, one row per record. */
+interface CommentInput {
+  ord: number
+  id: string
+  article_id: string
+  user_id: string
+  body: string
+  created_at: string | null
+}
+
 /**
- * The comments upsert (see db/upsert.ts). Parameters: ord, id, article_id, user_id, body,
- * created_at (arrays), then the ordinal range. Comments have no natural key: the id (required)
- * decides between insert and update. The article and the user must exist; a record missing both
- * gets one foreign_key_violation per field.
+ * The comments upsert (see db/upsert.ts). Comments have no natural key: the id (required)
+ * decides between insert and update, and is the one key a record touches. The article and the
+ * user must exist; a record missing both gets one foreign_key_violation per field.
  */
-export const commentsUpsert = {
-  text: `
-with input as materialized (
-  select * from unnest($1::int[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[])
-    as r(ord, id, article_id, user_id, body, created_at)
-  where r.ord >= $7 and r.ord < $8
-),
-keyed as materialized (
-  select r.*,
-    exists (select 1 from comments c where c.id = r.id) as id_exists,
-    exists (select 1 from articles a where a.id = r.article_id) as article_exists,
-    exists (select 1 from users u where u.id = r.user_id) as user_exists
-  from input r
-),
-repeated as (select id, min(ord) as first from keyed group by id having count(*) > 1),
-blocked as (select min(k.ord) as at from keyed k join repeated r on r.id = k.id and k.ord > r.first),
-decided as materialized (
-  select k.*, case
-      when not (k.article_exists and k.user_exists) then 'foreign_key_violation'
-      when k.id_exists then 'update'
-      else 'insert'
-    end as action
-  from keyed k
-  where k.ord < coalesce((select at from blocked), 2147483647)
-),
-updated as (
-  update comments c set article_id = d.article_id, user_id = d.user_id, body = d.body,
-    created_at = coalesce(d.created_at, c.created_at)
-  from decided d
-  where d.action = 'update' and c.id = d.id
-  returning 1
-),
-inserted as (
-  insert into comments (id, article_id, user_id, body, created_at)
-  select d.id, d.article_id, d.user_id, d.body, coalesce(d.created_at, now())
-  from decided d
-  where d.action = 'insert'
-  returning 1
-)
-select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  coalesce((select json_agg(e order by e.ord) from (
-      select ord, id, 'foreign_key_violation' as code, 'article_id' as field, article_id::text as value,
-        'no article has this id' as message
-      from decided where action = 'foreign_key_violation' and not article_exists
-      union all
-      select ord, id, 'foreign_key_violation', 'user_id', user_id::text, 'no user has this id'
-      from decided where action = 'foreign_key_violation' and not user_exists
-    ) e), '[]') as errors,
-  (select at from blocked) as next,
-  -- The keys this statement read or wrote, as 64-bit hashes: a concurrent batch that shares
-  -- none could not see it (a hash collision only costs a needless rerun).
-  (select string_agg(int8send(hashtextextended(id::text, 0)), ''::bytea) from keyed
-    where ord < coalesce((select at from blocked), 2147483647)) as touched`,
+export const commentsUpsert: UpsertStatement = {
+  input: {
+    ord: 'int',
+    id: 'uuid',
+    article_id: 'uuid',
+    user_id: 'uuid',
+    body: 'text',
+    created_at: 'timestamptz',
+  } satisfies Record<keyof CommentInput, string>,
+  build: (batch) =>
+    withKeyBlocking(
+      query
+        .with(
+          (cte) => cte('input').materialized(),
+          (db) =>
+            db
+              .selectFrom(batchRecords<CommentInput>(batch, commentsUpsert.input as Record<keyof CommentInput, string>))
+              .selectAll('r')
+              .where(inRange(batch)),
+        )
+        .with(
+          (cte) => cte('keyed').materialized(),
+          (db) =>
+            db
+              .selectFrom('input as r')
+              .selectAll('r')
+              .select((eb) => [
+                eb.exists(eb.selectFrom('comments as c').select(literal(1).as('one')).whereRef('c.id', '=', 'r.id')).as('id_exists'),
+                eb
+                  .exists(eb.selectFrom('articles as a').select(literal(1).as('one')).whereRef('a.id', '=', 'r.article_id'))
+                  .as('article_exists'),
+                eb
+                  .exists(eb.selectFrom('users as u').select(literal(1).as('one')).whereRef('u.id', '=', 'r.user_id'))
+                  .as('user_exists'),
+              ]),
+        )
+        .with('touched', (db) => db.selectFrom('keyed').select(['ord', touchedKey('t', 'id')])),
+    )
+      .with(
+        (cte) => cte('decided').materialized(),
+        (db) =>
+          db
+            .selectFrom('keyed as k')
+            .selectAll('k')
+            .select(
+              sql<'foreign_key_violation' | 'update' | 'insert'>`case
+                when not (k.article_exists and k.user_exists) then 'foreign_key_violation'
+                when k.id_exists then 'update'
+                else 'insert'
+              end`.as('action'),
+            )
+            .where(notBlocked('k.ord')),
+      )
+      .with('updated', (db) =>
+        db
+          .updateTable('comments as c')
+          .from('decided as d')
+          .set({
+            article_id: sql.ref('d.article_id'),
+            user_id: sql.ref('d.user_id'),
+            body: sql.ref('d.body'),
+            created_at: sql`coalesce(d.created_at, c.created_at)`,
+          })
+          .where('d.action', '=', literal('update'))
+          .whereRef('c.id', '=', 'd.id')
+          .returning(literal(1).as('one')),
+      )
+      .with('inserted', (db) =>
+        db
+          .insertInto('comments')
+          .columns(['id', 'article_id', 'user_id', 'body', 'created_at'])
+          .expression(
+            db
+              .selectFrom('decided as d')
+              .select([
+                'd.id',
+                'd.article_id',
+                'd.user_id',
+                'd.body',
+                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
+              ])
+              .where('d.action', '=', literal('insert')),
+          )
+          .returning(literal(1).as('one')),
+      )
+      .selectNoFrom((eb) => {
+        const missing = (field: 'article_id' | 'user_id', exists: 'article_exists' | 'user_exists', message: string) =>
+          eb
+            .selectFrom('decided')
+            .select([
+              'ord',
+              'id',
+              literal('foreign_key_violation').as('code'),
+              literal(field).as('field'),
+              sql<string>`${sql.ref(field)}::text`.as('value'),
+              literal(message).as('message'),
+            ])
+            .where('action', '=', literal('foreign_key_violation'))
+            .where(sql<boolean>`not ${sql.ref(exists)}`)
+        const errors = missing('article_id', 'article_exists', 'no article has this id').unionAll(
+          missing('user_id', 'user_exists', 'no user has this id'),
+        )
+        return outcomeColumns(eb.selectFrom(errors.as('e')).select(sql`json_agg(e order by e.ord)`.as('errors')))
+      }),
 }
 
 /**
@@ -164,6 +235,15 @@ export default defineResource({
       created_at: shortText(input.created_at),
     }),
   upsert: commentsUpsert,
+  examples: [
+    {
+      id: '9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d',
+      article_id: '6e2d9a4b-8c1f-4b7a-a3e5-0f9d8c7b6a51',
+      user_id: '1f0b6c1e-3a5d-4e8f-9b2c-7d4e5f6a7b8c',
+      body: 'A fine read.',
+      created_at: '2024-02-02T08:00:00+01:00',
+    },
+  ],
   export: {
     columns: { id: 'uuid', article_id: 'uuid', user_id: 'uuid', body: 'text', created_at: 'timestamp' },
     filters: CommentExportFiltersSchema,

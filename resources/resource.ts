@@ -49,6 +49,11 @@ export interface ResourceSpec<
   naturalKey?: { column: Columns[number]; caseInsensitive: boolean }
   /** The bulk upsert of a batch (db/upsert.ts says what it must do). */
   upsert: UpsertStatement
+  /**
+   * Records for the docs: docs/api.md shows them as CSV and NDJSON (`make generate`), and a test
+   * imports them (the default resources' in the order users, articles, comments) without error.
+   */
+  examples: readonly [Static<Record>, ...Static<Record>[]]
   export: {
     /** How each column is written (one rendering per kind that the import reads back exactly). */
     columns: { readonly [Column in Columns[number]]: ExportColumnKind }
@@ -72,6 +77,8 @@ export interface ResourceDescriptor {
   readonly nullableColumns: readonly string[]
   readonly naturalKey?: { readonly column: string; readonly caseInsensitive: boolean }
   readonly upsert: UpsertStatement
+  /** Records for the docs, valid and importable. */
+  readonly examples: readonly globalThis.Record<string, unknown>[]
   /** What an export reads: the table, its columns' kinds, the filters' tests. */
   readonly exportTable: ExportTable
   /** The export filters' schema. */
@@ -92,6 +99,12 @@ export function defineResource<
   for (const schema of [spec.record, spec.export.filters]) {
     if (!schema.$id) throw new Error(`resource ${spec.name}: its record and filter schemas need an $id`)
   }
+  const input = ['ord', ...spec.columns, ...(spec.nullableColumns ?? []).map((column) => `has_${column}`)]
+  if (Object.keys(spec.upsert.input).join() !== input.join()) {
+    throw new Error(
+      `resource ${spec.name}: the upsert's input must be, in this order: ${input.join(', ')} (the batch's arrays)`,
+    )
+  }
   return {
     name: spec.name,
     module: spec.module,
@@ -103,6 +116,7 @@ export function defineResource<
     nullableColumns: spec.nullableColumns ?? [],
     naturalKey: spec.naturalKey,
     upsert: spec.upsert,
+    examples: spec.examples,
     exportTable: { table: spec.name, columns: spec.export.columns, filters: spec.export.filterColumns },
     exportFilters: spec.export.filters,
   }

@@ -1,5 +1,16 @@
 import { Type } from '@sinclair/typebox'
-import type { ColumnType, Generated } from 'kysely'
+import { type ColumnType, type Generated, sql } from 'kysely'
+import { query } from '../db/query.ts'
+import {
+  batchRecords,
+  inRange,
+  literal,
+  notBlocked,
+  outcomeColumns,
+  touchedKey,
+  type UpsertStatement,
+  withKeyBlocking,
+} from '../db/upsert.ts'
 import { csvBoolean, jsonBoolean, RecordValidator, shortText, uuid } from '../app/workers/fields.ts'
 import { stringEnum } from '../schemas/common.ts'
 import '../schemas/record-formats.ts'
@@ -102,77 +113,148 @@ export interface UsersTable {
 
 const validator = new RecordValidator(UserRecordSchema, userColumns)
 
+/** A user of the upsert's input: the batch's arrays, one row per record. */
+interface UserInput {
+  ord: number
+  id: string | null
+  email: string
+  name: string
+  role: UsersTable['role']
+  active: boolean | null
+  created_at: string | null
+  updated_at: string | null
+}
+
 /**
- * The users upsert (see db/upsert.ts). Parameters: ord, id, email, name, role, active,
- * created_at, updated_at (arrays), then the ordinal range. A record with an id targets that row;
- * one without targets the row with its email (case-insensitive). An email that belongs to
- * another row is a unique_violation. Updates keep absent fields, except updated_at: now().
+ * The users upsert (see db/upsert.ts). A record with an id targets that row; one without targets
+ * the row with its email (case-insensitive). An email that belongs to another row is a
+ * unique_violation. Updates keep absent fields, except updated_at: now().
  */
-export const usersUpsert = {
-  text: `
-with keyed as materialized (
-  select r.*, lower(r.email) as email_key, by_id.email is not null as id_exists,
-    case when lower(by_id.email) = lower(r.email) then r.id else by_email.id end as email_owner,
-    coalesce(r.id, by_email.id) as target, lower(by_id.email) as old_email
-  from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::timestamptz[])
-    as r(ord, id, email, name, role, active, created_at, updated_at)
-  left join lateral (select u.email from users u where u.id = r.id limit 1) by_id on true
-  -- The row owning the email: no second look-up when the id's row already has this email.
-  left join lateral (
-    select u.id from users u
-    where lower(u.email) = lower(r.email) and (by_id.email is null or lower(by_id.email) <> lower(r.email))
-    limit 1
-  ) by_email on true
-  where r.ord >= $9 and r.ord < $10
-),
--- Keys no two records of one statement may share: the row they target, the email they claim,
--- the email their target gives up. The first record that repeats a key (the second occurrence
--- with the smallest ordinal) ends the statement's range. Hash aggregates, no sorts; "C"
--- collation because only equality matters.
-touched as (
-  select ord, 't' || target::text collate "C" as k from keyed where target is not null
-  union all
-  select ord, 'e' || email_key collate "C" from keyed
-  union all
-  select ord, 'e' || old_email collate "C" from keyed where old_email <> email_key
-),
-repeated as (select k, min(ord) as first from touched group by k having count(*) > 1),
-blocked as (select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first),
-decided as materialized (
-  select k.*, case
-      when k.email_owner is not null and k.email_owner is distinct from k.target then 'unique_violation'
-      when k.id_exists or (k.id is null and k.email_owner is not null) then 'update'
-      else 'insert'
-    end as action
-  from keyed k
-  where k.ord < coalesce((select at from blocked), 2147483647)
-),
-updated as (
-  update users u set email = d.email, name = d.name, role = d.role,
-    active = coalesce(d.active, u.active),
-    created_at = coalesce(d.created_at, u.created_at),
-    updated_at = coalesce(d.updated_at, now())
-  from decided d
-  where d.action = 'update' and u.id = d.target
-  returning 1
-),
-inserted as (
-  insert into users (id, email, name, role, active, created_at, updated_at)
-  select coalesce(d.target, gen_random_uuid()), d.email, d.name, d.role, coalesce(d.active, true),
-    coalesce(d.created_at, now()), coalesce(d.updated_at, now())
-  from decided d
-  where d.action = 'insert'
-  returning 1
-)
-select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'email', 'value', email,
-      'message', 'another user already has this email') order by ord)
-    from decided where action = 'unique_violation'), '[]') as errors,
-  (select at from blocked) as next,
-  -- The keys this statement read or wrote, as 64-bit hashes: a concurrent batch that shares
-  -- none could not see it (a hash collision only costs a needless rerun).
-  (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
-    where t.ord < coalesce((select at from blocked), 2147483647)) as touched`,
+export const usersUpsert: UpsertStatement = {
+  input: {
+    ord: 'int',
+    id: 'uuid',
+    email: 'text',
+    name: 'text',
+    role: 'text',
+    active: 'boolean',
+    created_at: 'timestamptz',
+    updated_at: 'timestamptz',
+  } satisfies Record<keyof UserInput, string>,
+  build: (batch) =>
+    withKeyBlocking(
+      query
+        .with(
+          (cte) => cte('keyed').materialized(),
+          (db) =>
+            db
+              .selectFrom(batchRecords<UserInput>(batch, usersUpsert.input as Record<keyof UserInput, string>))
+              .leftJoinLateral(
+                (eb) => eb.selectFrom('users as u').select('u.email').whereRef('u.id', '=', 'r.id').limit(literal(1)).as('by_id'),
+                (join) => join.onTrue(),
+              )
+              // The row owning the email: no second look-up when the id's row already has this email.
+              .leftJoinLateral(
+                (eb) =>
+                  eb
+                    .selectFrom('users as u')
+                    .select('u.id')
+                    .where(sql<boolean>`lower(u.email) = lower(r.email)`)
+                    .where(sql<boolean>`(by_id.email is null or lower(by_id.email) <> lower(r.email))`)
+                    .limit(literal(1))
+                    .as('by_email'),
+                (join) => join.onTrue(),
+              )
+              .selectAll('r')
+              .select((eb) => [
+                sql<string>`lower(r.email)`.as('email_key'),
+                eb('by_id.email', 'is not', null).as('id_exists'),
+                sql<string | null>`case when lower(by_id.email) = lower(r.email) then r.id else by_email.id end`.as(
+                  'email_owner',
+                ),
+                eb.fn.coalesce('r.id', 'by_email.id').as('target'),
+                sql<string | null>`lower(by_id.email)`.as('old_email'),
+              ])
+              .where(inRange(batch)),
+        )
+        // Keys no two records of one statement may share: the row they target, the email they
+        // claim, the email their target gives up.
+        .with('touched', (db) =>
+          db
+            .selectFrom('keyed')
+            .select(['ord', touchedKey('t', 'target')])
+            .where('target', 'is not', null)
+            .unionAll(db.selectFrom('keyed').select(['ord', touchedKey('e', 'email_key')]))
+            .unionAll(
+              db
+                .selectFrom('keyed')
+                .select(['ord', touchedKey('e', 'old_email')])
+                .whereRef('old_email', '<>', 'email_key'),
+            ),
+        ),
+    )
+      .with(
+        (cte) => cte('decided').materialized(),
+        (db) =>
+          db
+            .selectFrom('keyed as k')
+            .selectAll('k')
+            .select(
+              sql<'unique_violation' | 'update' | 'insert'>`case
+                when k.email_owner is not null and k.email_owner is distinct from k.target then 'unique_violation'
+                when k.id_exists or (k.id is null and k.email_owner is not null) then 'update'
+                else 'insert'
+              end`.as('action'),
+            )
+            .where(notBlocked('k.ord')),
+      )
+      .with('updated', (db) =>
+        db
+          .updateTable('users as u')
+          .from('decided as d')
+          .set((eb) => ({
+            email: eb.ref('d.email'),
+            name: eb.ref('d.name'),
+            role: eb.ref('d.role'),
+            active: eb.fn.coalesce('d.active', 'u.active'),
+            created_at: sql`coalesce(d.created_at, u.created_at)`,
+            updated_at: sql`coalesce(d.updated_at, now())`,
+          }))
+          .where('d.action', '=', literal('update'))
+          .whereRef('u.id', '=', 'd.target')
+          .returning(sql`1`.as('one')),
+      )
+      .with('inserted', (db) =>
+        db
+          .insertInto('users')
+          .columns(['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'])
+          .expression(
+            db
+              .selectFrom('decided as d')
+              .select((eb) => [
+                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
+                'd.email',
+                'd.name',
+                'd.role',
+                eb.fn.coalesce('d.active', sql<boolean>`true`).as('active'),
+                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
+                sql<string>`coalesce(d.updated_at, now())`.as('updated_at'),
+              ])
+              .where('d.action', '=', literal('insert')),
+          )
+          .returning(sql`1`.as('one')),
+      )
+      .selectNoFrom((eb) =>
+        outcomeColumns(
+          eb
+            .selectFrom('decided')
+            .select(
+              sql`json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'email', 'value', email,
+                'message', 'another user already has this email') order by ord)`.as('errors'),
+            )
+            .where('action', '=', literal('unique_violation')),
+        ),
+      ),
 }
 
 /**
@@ -197,6 +279,18 @@ export default defineResource({
     }),
   naturalKey: { column: 'email', caseInsensitive: true },
   upsert: usersUpsert,
+  examples: [
+    {
+      id: '1f0b6c1e-3a5d-4e8f-9b2c-7d4e5f6a7b8c',
+      email: 'ada@example.com',
+      name: 'Ada Lovelace',
+      role: 'admin',
+      active: true,
+      created_at: '2024-01-15T09:30:00Z',
+    },
+    // No id: the user with this email is updated, or a new one is inserted.
+    { email: 'grace@example.com', name: 'Grace Hopper', role: 'author' },
+  ],
   export: {
     columns: {
       id: 'uuid',

@@ -1,6 +1,8 @@
 import { Type } from '@sinclair/typebox'
+import { sql } from 'kysely'
 import t from 'tap'
 import { RecordValidator, shortText } from '../../app/workers/fields.ts'
+import { query } from '../../db/query.ts'
 import { checkResources, defaultResources } from '../../resources/index.ts'
 import { defineResource } from '../../resources/resource.ts'
 
@@ -19,7 +21,11 @@ const spec = {
   columns,
   validate: (input: globalThis.Record<string, unknown>) =>
     validator.outcome(input, { id: shortText(input.id), name: shortText(input.name) }),
-  upsert: { text: 'select 1' },
+  upsert: {
+    input: { ord: 'int', id: 'uuid', name: 'text' },
+    build: () => query.selectNoFrom(sql`1`.as('unused')) as never,
+  },
+  examples: [{ id: 'n-1', name: 'A note' }],
   export: {
     columns: { id: 'uuid', name: 'text' },
     filters: Filters,
@@ -40,6 +46,8 @@ t.test('what the compiler cannot check, defineResource and checkResources refuse
   t.throws(() => defineResource({ ...spec, name: 'Notes' }), /lower case/)
   t.throws(() => defineResource({ ...spec, record: Type.Object({ id: Type.String(), name: Type.String() }) }), /\$id/)
   t.throws(() => checkResources([...defaultResources, defineResource({ ...spec, name: 'users' })]), /two resources/)
+  const swapped = { ...spec.upsert, input: { ord: 'int', name: 'text', id: 'uuid' } }
+  t.throws(() => defineResource({ ...spec, upsert: swapped }), /upsert's input must be, in this order: ord, id, name/)
   t.equal(checkResources(defaultResources), defaultResources)
 })
 
@@ -56,6 +64,10 @@ export function missingPiecesDoNotCompile(): void {
   defineResource({ ...spec, naturalKey: { column: 'title', caseInsensitive: false } })
   // @ts-expect-error: a column the record does not have
   defineResource({ ...spec, columns: ['id', 'name', 'title'] as const })
+  // @ts-expect-error: an example that is not a record
+  defineResource({ ...spec, examples: [{ id: 'n-1' }] })
+  // @ts-expect-error: no example
+  defineResource({ ...spec, examples: [] })
   // @ts-expect-error: no upsert
   defineResource({ ...spec, upsert: undefined })
 }

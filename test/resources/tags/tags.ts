@@ -1,5 +1,17 @@
 import { Type } from '@sinclair/typebox'
+import { type ColumnType, type Generated, sql } from 'kysely'
 import { RecordValidator, shortText, uuid } from '../../../app/workers/fields.ts'
+import { query } from '../../../db/query.ts'
+import {
+  batchRecords,
+  inRange,
+  literal,
+  notBlocked,
+  outcomeColumns,
+  touchedKey,
+  type UpsertStatement,
+  withKeyBlocking,
+} from '../../../db/upsert.ts'
 import { defineResource } from '../../../resources/resource.ts'
 
 // A fourth resource, kept under test/ to prove that a resource is one descriptor and one
@@ -30,60 +42,143 @@ const validator = new RecordValidator(TagRecordSchema, tagColumns, {
   expected: { color: '#rrggbb in lower case' },
 })
 
+/** The `tags` table, for the upsert's typed statement (the service's Database does not know it). */
+interface TagsTable {
+  id: Generated<string>
+  name: string
+  color: string | null
+  created_at: ColumnType<Date, string | undefined, string>
+}
+
+interface TagInput {
+  ord: number
+  id: string | null
+  name: string
+  color: string | null
+  created_at: string | null
+}
+
+const input = { ord: 'int', id: 'uuid', name: 'text', color: 'text', created_at: 'timestamptz' } satisfies Record<
+  keyof TagInput,
+  string
+>
+
 // The upsert follows db/upsert.ts: records apply as if one at a time, in order; a record whose
 // keys (target row, name claimed, name given up) repeat an earlier one's ends the statement.
-const upsert = `
-with input as materialized (
-  select * from unnest($1::int[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
-    as r(ord, id, name, color, created_at)
-  where r.ord >= $6 and r.ord < $7
-),
-keyed as materialized (
-  select r.*, by_id.name is not null as id_exists, by_id.name as old_name, by_name.id as name_owner,
-    coalesce(r.id, by_name.id) as target
-  from input r
-  left join lateral (select t.name from tags t where t.id = r.id limit 1) by_id on true
-  left join lateral (select t.id from tags t where t.name = r.name limit 1) by_name on true
-),
-touched as (
-  select ord, 't' || target::text collate "C" as k from keyed where target is not null
-  union all
-  select ord, 'n' || name collate "C" from keyed
-  union all
-  select ord, 'n' || old_name collate "C" from keyed where old_name <> name
-),
-repeated as (select k, min(ord) as first from touched group by k having count(*) > 1),
-blocked as (select min(t.ord) as at from touched t join repeated r on r.k = t.k and t.ord > r.first),
-decided as materialized (
-  select k.*, case
-      when k.name_owner is not null and k.name_owner is distinct from k.target then 'unique_violation'
-      when k.id_exists or (k.id is null and k.name_owner is not null) then 'update'
-      else 'insert'
-    end as action
-  from keyed k
-  where k.ord < coalesce((select at from blocked), 2147483647)
-),
-updated as (
-  update tags t set name = d.name, color = coalesce(d.color, t.color),
-    created_at = coalesce(d.created_at, t.created_at)
-  from decided d
-  where d.action = 'update' and t.id = d.target
-  returning 1
-),
-inserted as (
-  insert into tags (id, name, color, created_at)
-  select coalesce(d.target, gen_random_uuid()), d.name, d.color, coalesce(d.created_at, now())
-  from decided d
-  where d.action = 'insert'
-  returning 1
-)
-select (select count(*) from inserted)::int as inserted, (select count(*) from updated)::int as updated,
-  coalesce((select json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'name', 'value', name,
-      'message', 'another tag already has this name') order by ord)
-    from decided where action = 'unique_violation'), '[]') as errors,
-  (select at from blocked) as next,
-  (select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
-    where t.ord < coalesce((select at from blocked), 2147483647)) as touched`
+const upsert: UpsertStatement = {
+  input,
+  build: (batch) =>
+    withKeyBlocking(
+      query
+        .withTables<{ tags: TagsTable }>()
+        .with(
+          (cte) => cte('input').materialized(),
+          (db) => db.selectFrom(batchRecords<TagInput>(batch, input)).selectAll('r').where(inRange(batch)),
+        )
+        .with(
+          (cte) => cte('keyed').materialized(),
+          (db) =>
+            db
+              .selectFrom('input as r')
+              .leftJoinLateral(
+                (eb) =>
+                  eb
+                    .selectFrom('tags as t')
+                    .select('t.name')
+                    .whereRef('t.id', '=', 'r.id')
+                    .limit(literal(1))
+                    .as('by_id'),
+                (join) => join.onTrue(),
+              )
+              .leftJoinLateral(
+                (eb) =>
+                  eb
+                    .selectFrom('tags as t')
+                    .select('t.id')
+                    .whereRef('t.name', '=', 'r.name')
+                    .limit(literal(1))
+                    .as('by_name'),
+                (join) => join.onTrue(),
+              )
+              .selectAll('r')
+              .select((eb) => [
+                eb('by_id.name', 'is not', null).as('id_exists'),
+                'by_id.name as old_name',
+                'by_name.id as name_owner',
+                eb.fn.coalesce('r.id', 'by_name.id').as('target'),
+              ]),
+        )
+        .with('touched', (db) =>
+          db
+            .selectFrom('keyed')
+            .select(['ord', touchedKey('t', 'target')])
+            .where('target', 'is not', null)
+            .unionAll(db.selectFrom('keyed').select(['ord', touchedKey('n', 'name')]))
+            .unionAll(
+              db
+                .selectFrom('keyed')
+                .select(['ord', touchedKey('n', 'old_name')])
+                .whereRef('old_name', '<>', 'name'),
+            ),
+        ),
+    )
+      .with(
+        (cte) => cte('decided').materialized(),
+        (db) =>
+          db
+            .selectFrom('keyed as k')
+            .selectAll('k')
+            .select(
+              sql<'unique_violation' | 'update' | 'insert'>`case
+                when k.name_owner is not null and k.name_owner is distinct from k.target then 'unique_violation'
+                when k.id_exists or (k.id is null and k.name_owner is not null) then 'update'
+                else 'insert'
+              end`.as('action'),
+            )
+            .where(notBlocked('k.ord')),
+      )
+      .with('updated', (db) =>
+        db
+          .updateTable('tags as t')
+          .from('decided as d')
+          .set({
+            name: sql.ref('d.name'),
+            color: sql`coalesce(d.color, t.color)`,
+            created_at: sql`coalesce(d.created_at, t.created_at)`,
+          })
+          .where('d.action', '=', literal('update'))
+          .whereRef('t.id', '=', 'd.target')
+          .returning(literal(1).as('one')),
+      )
+      .with('inserted', (db) =>
+        db
+          .insertInto('tags')
+          .columns(['id', 'name', 'color', 'created_at'])
+          .expression(
+            db
+              .selectFrom('decided as d')
+              .select([
+                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
+                'd.name',
+                'd.color',
+                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
+              ])
+              .where('d.action', '=', literal('insert')),
+          )
+          .returning(literal(1).as('one')),
+      )
+      .selectNoFrom((eb) =>
+        outcomeColumns(
+          eb
+            .selectFrom('decided')
+            .select(
+              sql`json_agg(json_build_object('ord', ord, 'id', id, 'code', action, 'field', 'name', 'value', name,
+                'message', 'another tag already has this name') order by ord)`.as('errors'),
+            )
+            .where('action', '=', literal('unique_violation')),
+        ),
+      ),
+}
 
 export default defineResource({
   name: 'tags',
@@ -99,7 +194,8 @@ export default defineResource({
       created_at: shortText(input.created_at),
     }),
   naturalKey: { column: 'name', caseInsensitive: false },
-  upsert: { text: upsert },
+  upsert,
+  examples: [{ name: 'urgent', color: '#ff0000' }],
   export: {
     columns: { id: 'uuid', name: 'text', color: 'text', created_at: 'timestamp' },
     filters: TagExportFiltersSchema,

@@ -15,6 +15,11 @@ import {
   problemTypeUri,
 } from '../schemas/problem.ts'
 
+// Every error becomes an RFC 9457 problem here: thrown problems, validation errors (with their
+// invalid params), the errors of the database and of uploads, 404 and 405 (with Allow). A little
+// longer than most plugins: the mapping of every error to its problem is in this one place, so
+// that route handlers only throw.
+
 declare module 'fastify' {
   interface FastifyReply {
     /**

@@ -19,6 +19,9 @@ import type { UnknownFieldList } from './unknown-fields.ts'
 // rolls back and runs again, now after k. When batch k waits for a lock that k+1 holds (k+1 waits
 // for k), k's lock_timeout fires; k asks k+1 to roll back, and tries again.
 //
+// Longer than most files on purpose: the two lanes, their commit order, the reruns, the lock
+// waits and the isolation of refused records share one state per import and change together.
+//
 // A dry run writes on one connection, in one transaction rolled back at the end, so that later
 // batches see the earlier ones; its counters and errors are committed outside that transaction.
 //

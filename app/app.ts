@@ -19,6 +19,7 @@ import type { ResourceDescriptor } from '../resources/index.ts'
 import type { Config } from '../schemas/config.ts'
 import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemBody, problemTypes, problemTypeUri } from '../schemas/problem.ts'
 import { isTimestampWithZone } from '../schemas/record-formats.ts'
+import { schemaController } from './schema-compilers.ts'
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 
@@ -108,6 +109,7 @@ export async function buildApp(options: AppOptions, loggerInstance?: FastifyBase
         .header('x-request-id', body.instance)
         .send(body)
     },
+    schemaController,
     ajv: {
       // Report every failing field at once, and reject unknown fields instead of dropping them.
       customOptions: {

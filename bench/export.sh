@@ -58,8 +58,9 @@ process.stdin.on('data', (c) => { n += c.length; h.update(c) }).on('end', () => 
 copy_statement() {
   node --input-type=module -e "
 import { exportCopyStatement } from './db/exports.ts'
-import { exportQuery } from './app/exports/resources.ts'
-console.log(exportCopyStatement(exportQuery(process.argv[1], { format: process.argv[2] }, false)))" "$1" "$2"
+import { exportQuery } from './app/exports/export-query.ts'
+import { defaultResources, resourceOf } from './resources/index.ts'
+console.log(exportCopyStatement(exportQuery(resourceOf(defaultResources, process.argv[1]), { format: process.argv[2] }, false)))" "$1" "$2"
 }
 run_copy() { PGOPTIONS="$copy_pgoptions" psql -Atq "$database_url" -c "$1"; }
 # COPY's row lines as the service frames a JSON export: `[`, the rows separated by `,`, `]`.

@@ -61,9 +61,6 @@ export interface UpsertBatch {
   readonly to: number
 }
 
-/** The row the statement returns (UpsertOutcome, as the database sends it). */
-export type UpsertOutcomeRow = UpsertOutcome
-
 /** A resource's bulk upsert, built with Kysely's query builder (db/query.ts) for each range. */
 export interface UpsertStatement {
   /**
@@ -73,7 +70,7 @@ export interface UpsertStatement {
    */
   readonly input: Readonly<Record<string, string>>
   /** The statement over the records of `batch` with ordinals in [from, to). */
-  build(batch: UpsertBatch): Compilable<UpsertOutcomeRow>
+  build(batch: UpsertBatch): Compilable<UpsertOutcome>
 }
 
 /** A string literal in the statement's text (SQL's own constants stay out of the parameters). */

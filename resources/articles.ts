@@ -151,24 +151,27 @@ interface ArticleInput {
 /** The checks a failed article breaks, in the order the report lists them. */
 type ArticleCheck = 'unique_violation' | 'foreign_key_violation' | 'invalid_state'
 
+/** The SQL type of each of the batch's arrays (UpsertStatement.input). */
+const input = {
+  ord: 'int',
+  id: 'uuid',
+  slug: 'text',
+  title: 'text',
+  body: 'text',
+  author_id: 'uuid',
+  tags: 'text',
+  published_at: 'timestamptz',
+  status: 'text',
+  has_published_at: 'boolean',
+} satisfies Record<keyof ArticleInput, string>
+
 /**
  * The articles upsert (see db/upsert.ts). The natural key is the slug. The author must exist
  * (foreign_key_violation), and the row as stored after the record must not be a draft with
  * published_at (invalid_state).
  */
 export const articlesUpsert: UpsertStatement = {
-  input: {
-    ord: 'int',
-    id: 'uuid',
-    slug: 'text',
-    title: 'text',
-    body: 'text',
-    author_id: 'uuid',
-    tags: 'text',
-    published_at: 'timestamptz',
-    status: 'text',
-    has_published_at: 'boolean',
-  } satisfies Record<keyof ArticleInput, string>,
+  input,
   build: (batch) =>
     withKeyBlocking(
       query
@@ -176,7 +179,7 @@ export const articlesUpsert: UpsertStatement = {
           (cte) => cte('input').materialized(),
           (db) =>
             db
-              .selectFrom(batchRecords<ArticleInput>(batch, articlesUpsert.input as Record<keyof ArticleInput, string>))
+              .selectFrom(batchRecords<ArticleInput>(batch, input))
               .selectAll('r')
               .where(inRange(batch)),
         )

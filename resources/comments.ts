@@ -103,20 +103,23 @@ interface CommentInput {
   created_at: string | null
 }
 
+/** The SQL type of each of the batch's arrays (UpsertStatement.input). */
+const input = {
+  ord: 'int',
+  id: 'uuid',
+  article_id: 'uuid',
+  user_id: 'uuid',
+  body: 'text',
+  created_at: 'timestamptz',
+} satisfies Record<keyof CommentInput, string>
+
 /**
  * The comments upsert (see db/upsert.ts). Comments have no natural key: the id (required)
  * decides between insert and update, and is the one key a record touches. The article and the
  * user must exist; a record missing both gets one foreign_key_violation per field.
  */
 export const commentsUpsert: UpsertStatement = {
-  input: {
-    ord: 'int',
-    id: 'uuid',
-    article_id: 'uuid',
-    user_id: 'uuid',
-    body: 'text',
-    created_at: 'timestamptz',
-  } satisfies Record<keyof CommentInput, string>,
+  input,
   build: (batch) =>
     withKeyBlocking(
       query
@@ -124,7 +127,7 @@ export const commentsUpsert: UpsertStatement = {
           (cte) => cte('input').materialized(),
           (db) =>
             db
-              .selectFrom(batchRecords<CommentInput>(batch, commentsUpsert.input as Record<keyof CommentInput, string>))
+              .selectFrom(batchRecords<CommentInput>(batch, input))
               .selectAll('r')
               .where(inRange(batch)),
         )

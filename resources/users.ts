@@ -125,22 +125,25 @@ interface UserInput {
   updated_at: string | null
 }
 
+/** The SQL type of each of the batch's arrays (UpsertStatement.input). */
+const input = {
+  ord: 'int',
+  id: 'uuid',
+  email: 'text',
+  name: 'text',
+  role: 'text',
+  active: 'boolean',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+} satisfies Record<keyof UserInput, string>
+
 /**
  * The users upsert (see db/upsert.ts). A record with an id targets that row; one without targets
  * the row with its email (case-insensitive). An email that belongs to another row is a
  * unique_violation. Updates keep absent fields, except updated_at: now().
  */
 export const usersUpsert: UpsertStatement = {
-  input: {
-    ord: 'int',
-    id: 'uuid',
-    email: 'text',
-    name: 'text',
-    role: 'text',
-    active: 'boolean',
-    created_at: 'timestamptz',
-    updated_at: 'timestamptz',
-  } satisfies Record<keyof UserInput, string>,
+  input,
   build: (batch) =>
     withKeyBlocking(
       query
@@ -148,7 +151,7 @@ export const usersUpsert: UpsertStatement = {
           (cte) => cte('keyed').materialized(),
           (db) =>
             db
-              .selectFrom(batchRecords<UserInput>(batch, usersUpsert.input as Record<keyof UserInput, string>))
+              .selectFrom(batchRecords<UserInput>(batch, input))
               .leftJoinLateral(
                 (eb) => eb.selectFrom('users as u').select('u.email').whereRef('u.id', '=', 'r.id').limit(literal(1)).as('by_id'),
                 (join) => join.onTrue(),

@@ -8,7 +8,7 @@ DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)
 
 .DEFAULT_GOAL := help
 .PHONY: deps runtime-deps help dev stop run build test test-long test-api test-coverage fuzz fmt lint vet check generate openapi \
-	migrate-up migrate-down db-reset db-shell bench-import bench-export bench-startup clean clean-all
+	migrate-up migrate-down db-reset db-shell bench bench-import bench-export bench-compare bench-startup clean clean-all
 
 # Two levels of install: running the service needs only the production dependencies (with the
 # `node` optional dependency that brings Node.js 24), which is quick; tests and tools need all.
@@ -103,11 +103,20 @@ db-reset: runtime-deps ## Revert every migration and apply them again: ALL DATA 
 db-shell: runtime-deps ## Open psql on the database (DATABASE_URL, else the embedded PostgreSQL)
 	node db/cli.ts shell
 
-bench-import: deps ## Import N generated users over HTTP: rows/s, ratio to COPY of the same rows, peak RSS, status latency (ROWS=1000000)
+# The benchmarks (docs/benchmarks.md): bench/run.ts runs them, with ROWS (1000000) and RUNS (3)
+# from the command line or the environment; each needs a PostgreSQL that lets it create a database
+# (BENCH_DATABASE_URL, default the local one), curl and psql, and pgloader for its comparison.
+bench: deps ## Run every benchmark (imports beside COPY and pgloader, exports beside COPY): one table, results in .data/bench/*.json (BENCH_OUT)
+	node bench/run.ts all
+
+bench-import: deps ## Import ROWS generated RESOURCE (users) as FORMAT (csv) over HTTP beside COPY and pgloader of the same rows: rows/s, ratios, MB/s, peak RSS, status p99
 	bash bench/import.sh
 
-bench-export: deps ## Stream N generated users and articles over HTTP (CSV, NDJSON, JSON): rows/s, MB/s, ratio to COPY of the same statement, peak RSS (ROWS=1000000)
+bench-export: deps ## Stream ROWS users and articles (CSV, NDJSON, JSON), each checked against COPY of the same statement: rows/s, MB/s, ratio to it and to plain COPY, peak RSS
 	bash bench/export.sh
+
+bench-compare: deps ## Compare two results of make bench per scenario (BASE=file NEW=file; default the two newest in .data/bench/)
+	node bench/run.ts compare
 
 bench-startup: runtime-deps ## Time from start to /ready 200, cold and warm, embedded and external database; and SIGTERM to exit
 	bash bench/startup.sh

@@ -1,0 +1,377 @@
+/**
+ * Import benchmark: ROWS generated records of one resource and format imported over HTTP into an
+ * empty table, against psql's `\copy` of the very same rows (as CSV) and, for CSV, pgloader of
+ * the same file, into the same empty table, in the same run. The contenders alternate RUNS
+ * times (import, COPY, pgloader, import, …), each after `truncate` and `checkpoint`, and the
+ * medians count. Each import runs on a fresh service process, so each run's VmHWM is that
+ * import's own peak; the highest is reported.
+ */
+import { mkdir, rm } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Format, Resource } from './generate.ts'
+import {
+  copyReadyCsv,
+  type Database,
+  fail,
+  generateFile,
+  log,
+  MB,
+  median,
+  runProcess,
+  Service,
+  seconds,
+  tail,
+} from './harness.ts'
+import { round, type ScenarioResult } from './report.ts'
+
+export interface ImportSettings {
+  resource: Resource
+  format: Format
+  rows: number
+  runs: number
+  /** Share of defective records in the imported file; COPY and pgloader load the valid rows of the same seed. */
+  defectRate: number
+  /** BATCH_SIZE of the service. */
+  batchSize: number
+  /** Run pgloader beside COPY (CSV only). */
+  pgloader: boolean
+}
+
+export interface BenchContext {
+  database: Database
+  scratch: string
+  port: number
+}
+
+interface ImportJob {
+  id: string
+  status: string
+  done: boolean
+  created_at: string
+  started_at: string | null
+  finished_at: string | null
+  counters: { processed: number; inserted: number; updated: number; failed: number }
+  error: unknown
+}
+
+interface ImportRun {
+  wallSeconds: number
+  uploadSeconds: number
+  /** From the job's creation (the upload stored) to its start: claiming it, starting its thread. */
+  queuedSeconds: number
+  jobSeconds: number
+  peakRssBytes: number
+  job: ImportJob
+}
+
+/**
+ * Articles and comments reference users (and articles): that many, a tenth of ROWS, are loaded
+ * first with COPY (not timed), so that every foreign key of the measured rows resolves.
+ */
+export function referencedRows(rows: number): number {
+  return Math.max(1, Math.ceil(rows / 10))
+}
+
+export async function benchImport(context: BenchContext, settings: ImportSettings): Promise<ScenarioResult[]> {
+  const { database, scratch } = context
+  const { resource, format, rows, runs, defectRate } = settings
+  const name = `${resource} ${format}`
+  const directory = path.join(scratch, `import-${resource}-${format}`)
+  await mkdir(directory, { recursive: true })
+  const referenced = referencedRows(rows)
+  const generated = { resource, rows, users: referenced, articles: referenced }
+
+  log(`import ${name}: generating ${rows} rows (defect rate ${defectRate}, seed 1)…`)
+  const file = path.join(directory, `${resource}.${format}`)
+  const bytes = await generateFile({ ...generated, format, defectRate }, file)
+  // COPY and pgloader load CSV without defects: the very same rows, when the import's are valid.
+  let csv = file
+  if (format !== 'csv' || defectRate > 0) {
+    csv = path.join(directory, `${resource}.valid.csv`)
+    await generateFile({ ...generated, format: 'csv' }, csv)
+  }
+  await database.psql('truncate users, articles, comments')
+  if (resource !== 'users') {
+    const users = path.join(directory, 'referenced-users.csv')
+    await generateFile({ resource: 'users', format: 'csv', rows: referenced }, users)
+    await database.copyFrom('users', users)
+  }
+  if (resource === 'comments') {
+    const articles = path.join(directory, 'referenced-articles.csv')
+    await generateFile({ resource: 'articles', format: 'csv', rows: referenced, users: referenced }, articles)
+    await database.copyFrom('articles', await copyReadyCsv(database, 'articles', articles))
+  }
+  if (resource !== 'users') {
+    await database.psql(['vacuum analyze users', 'vacuum analyze articles'])
+    log(
+      `  loaded ${referenced} referenced users${resource === 'comments' ? ` and ${referenced} articles` : ''} (COPY, not timed)`,
+    )
+  }
+  const copyFile = await copyReadyCsv(database, resource, csv)
+  log(
+    `  ${(bytes / MB).toFixed(1)} MB to import; COPY${settings.pgloader ? ' and pgloader load' : ' loads'} ${path.basename(copyFile)}`,
+  )
+
+  const imports: ImportRun[] = []
+  const copies: number[] = []
+  const pgloaders: number[] = []
+  const latencies: number[] = []
+  let sameAsCopy: boolean | null = null
+  let pgloaderSameAsCopy: boolean | null = null
+  for (let run = 1; run <= runs; run++) {
+    const imported = await importOnce(context, settings, file, latencies)
+    imports.push(imported)
+    const importDigest = run === 1 && defectRate === 0 ? await database.digest(resource) : null
+
+    await database.empty(resource)
+    const copy = await database.copyFrom(resource, copyFile)
+    copies.push(copy.seconds)
+    const copied = await database.count(resource)
+    if (copied !== rows) fail(`COPY of ${name} loaded ${copied} rows, not ${rows}`)
+    const copyDigest = run === 1 ? await database.digest(resource) : null
+    if (importDigest !== null) sameAsCopy = importDigest === copyDigest
+
+    let pgloaderLine = ''
+    if (settings.pgloader) {
+      const loaded = await pgloaderOnce(context, resource, copyFile, path.join(directory, `pgloader-${run}`))
+      pgloaders.push(loaded)
+      const count = await database.count(resource)
+      // pgloader exits 0 even when PostgreSQL refused rows (they go to its reject file).
+      if (count !== rows) fail(`pgloader loaded ${count} rows of ${name}, not ${rows} (see its log above)`)
+      if (run === 1) {
+        pgloaderSameAsCopy = (await database.digest(resource)) === copyDigest
+        if (!pgloaderSameAsCopy) fail(`pgloader loaded other values than COPY for ${name}`)
+      }
+      pgloaderLine = `, pgloader ${seconds(loaded)}`
+    }
+    log(
+      `  run ${run}: import ${seconds(imported.wallSeconds)} (upload ${seconds(imported.uploadSeconds)}, queued ${seconds(imported.queuedSeconds)}, job ${seconds(imported.jobSeconds)}, peak RSS ${Math.round(imported.peakRssBytes / MB)} MB), COPY ${seconds(copy.seconds)}${pgloaderLine}`,
+    )
+  }
+  await database.empty(resource)
+  await rm(directory, { recursive: true, force: true })
+
+  const last = imports[imports.length - 1] as ImportRun
+  const wall = median(imports.map((run) => run.wallSeconds))
+  const job = median(imports.map((run) => run.jobSeconds))
+  const copy = median(copies)
+  const rate = rows / wall
+  const copyRate = rows / copy
+  const peakRss = Math.max(...imports.map((run) => run.peakRssBytes))
+  const pgloaderRate = settings.pgloader ? rows / median(pgloaders) : null
+  // Rounded as the results are, so that these lines and the table agree.
+  const percent = (value: number) => `${(round(value, 4) * 100).toFixed(1)} %`
+  log(
+    `  medians: import ${Math.round(rate)} rows/s upload to done, ${Math.round(rows / job)} rows/s the job alone; ` +
+      `COPY ${Math.round(copyRate)} rows/s${pgloaderRate ? `; pgloader ${Math.round(pgloaderRate)} rows/s` : ''}`,
+  )
+  log(
+    `  ratio to COPY ${percent(rate / copyRate)} (the job alone ${percent(rows / job / copyRate)})` +
+      `${pgloaderRate ? `, to pgloader ${percent(rate / pgloaderRate)}` : ''}`,
+  )
+  log(`  counters of the last run: ${JSON.stringify(last.job.counters)}`)
+  if (sameAsCopy !== null) {
+    log(`  the imported rows are ${sameAsCopy ? 'those' : 'NOT those'} COPY loads (same values, checked on run 1)`)
+  }
+  const result: ScenarioResult = {
+    scenario: `import ${name}`,
+    kind: 'import',
+    resource,
+    format,
+    rows,
+    bytes,
+    runs,
+    seconds: round(wall, 3),
+    rows_per_second: Math.round(rate),
+    mb_per_second: round(bytes / MB / wall, 2),
+    copy: { seconds: round(copy, 3), rows_per_second: Math.round(copyRate) },
+    ratio_to_copy: round(rate / copyRate, 4),
+    peak_rss_mb: Math.round(peakRss / MB),
+    status_latency_ms: latencySummary(latencies),
+    job: {
+      seconds: round(job, 3),
+      rows_per_second: Math.round(rows / job),
+      ratio_to_copy: round(rows / job / copyRate, 4),
+      upload_seconds: round(median(imports.map((run) => run.uploadSeconds)), 3),
+      queued_seconds: round(median(imports.map((run) => run.queuedSeconds)), 3),
+    },
+    counters: last.job.counters,
+    same_rows_as_copy: sameAsCopy,
+    times_seconds: {
+      import: imports.map((run) => round(run.wallSeconds, 3)),
+      job: imports.map((run) => round(run.jobSeconds, 3)),
+      copy: copies.map((value) => round(value, 3)),
+    },
+  }
+  const results = [result]
+  if (pgloaderRate) {
+    const loader = median(pgloaders)
+    const loaderRate = pgloaderRate
+    result.ratio_to_pgloader = round(rate / loaderRate, 4)
+    result.times_seconds.pgloader = pgloaders.map((value) => round(value, 3))
+    results.push({
+      scenario: `pgloader ${name}`,
+      kind: 'pgloader',
+      resource,
+      format,
+      rows,
+      bytes,
+      runs,
+      seconds: round(loader, 3),
+      rows_per_second: Math.round(loaderRate),
+      mb_per_second: round(bytes / MB / loader, 2),
+      copy: result.copy,
+      ratio_to_copy: round(loaderRate / copyRate, 4),
+      peak_rss_mb: null,
+      status_latency_ms: null,
+      same_rows_as_copy: pgloaderSameAsCopy,
+      times_seconds: { pgloader: result.times_seconds.pgloader, copy: result.times_seconds.copy ?? [] },
+    })
+  }
+  return results
+}
+
+/** One import on a fresh service: upload (curl) to done (GET status), the status latency probed meanwhile. */
+async function importOnce(
+  context: BenchContext,
+  settings: ImportSettings,
+  file: string,
+  latencies: number[],
+): Promise<ImportRun> {
+  const { database, scratch, port } = context
+  const { resource, format, rows } = settings
+  const service = await Service.start({
+    databaseUrl: database.url,
+    port,
+    scratch,
+    env: { BATCH_SIZE: String(settings.batchSize) },
+  })
+  try {
+    await database.empty(resource)
+    const started = performance.now()
+    const upload = await runProcess('curl', [
+      '-fsS',
+      '-F',
+      `resource=${resource}`,
+      '-F',
+      `format=${format}`,
+      '-F',
+      `file=@${file}`,
+      `${service.baseUrl}/api/v1/imports`,
+    ])
+    const uploaded = performance.now()
+    const { id } = JSON.parse(upload.stdout) as { id: string }
+    const statusPath = `/api/v1/imports/${id}`
+    const probe = latencyProbe(`${service.baseUrl}${statusPath}`, latencies)
+    let job: ImportJob
+    for (;;) {
+      job = await service.getJson<ImportJob>(statusPath)
+      if (job.done) break
+      await sleep(100)
+    }
+    const finished = performance.now()
+    await probe.stop()
+    const peakRssBytes = await service.peakRssBytes()
+    const warnings = await service.logText()
+    if (job.status !== 'completed') {
+      fail(`import of ${resource} ${format} ended ${job.status}: ${JSON.stringify(job.error)}\n${warnings}`)
+    }
+    const { processed, inserted, failed } = job.counters
+    if (processed !== rows) fail(`the import processed ${processed} records, not ${rows}`)
+    if (settings.defectRate === 0 && (inserted !== rows || failed !== 0)) {
+      fail(`the import of valid rows inserted ${inserted} and failed ${failed}, not ${rows} and 0`)
+    }
+    const stored = await database.count(resource)
+    if (stored !== inserted) fail(`the table holds ${stored} rows after the import, which inserted ${inserted}`)
+    if (warnings) log(`  service log (LOG_LEVEL=warn):\n${warnings}`)
+    const startedAt = Date.parse(job.started_at ?? '')
+    const jobSeconds = (Date.parse(job.finished_at ?? '') - startedAt) / 1000
+    return {
+      wallSeconds: (finished - started) / 1000,
+      uploadSeconds: (uploaded - started) / 1000,
+      queuedSeconds: (startedAt - Date.parse(job.created_at)) / 1000,
+      jobSeconds,
+      peakRssBytes,
+      job,
+    }
+  } finally {
+    await service.stop()
+    // The service keeps each uploaded file (for its failed records): a copy of the input per run.
+    await rm(path.join(scratch, 'imports'), { recursive: true, force: true })
+  }
+}
+
+/** pgloader of a CSV file into the (emptied) table: its wall time, its own CPU included. */
+async function pgloaderOnce(context: BenchContext, table: string, file: string, directory: string): Promise<number> {
+  const target = new URL(context.database.url)
+  target.searchParams.set('tablename', table)
+  await context.database.empty(table)
+  // Its defaults otherwise: batches of 25,000 rows, two COPY threads; the table's indexes, checks
+  // and foreign keys stay, as for COPY and the import.
+  const result = await runProcess('pgloader', [
+    '--root-dir',
+    directory,
+    '--logfile',
+    path.join(directory, 'pgloader.log'),
+    '--type',
+    'csv',
+    '--with',
+    'csv header',
+    '--with',
+    `fields optionally enclosed by '"'`,
+    '--with',
+    'fields escaped by double-quote',
+    '--with',
+    `fields terminated by ','`,
+    file,
+    target.href,
+  ])
+  if (/\bERROR\b/.test(result.stdout)) log(`  pgloader (the end of its output):\n${tail(result.stdout, 30)}`)
+  return result.seconds
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status latency
+
+interface AutocannonTracker {
+  on(event: 'response', listener: (client: unknown, status: number, bytes: number, ms: number) => void): void
+  stop(): void
+}
+type Autocannon = (options: object, done: (error: Error | null) => void) => AutocannonTracker
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
+
+/**
+ * GET url at 20 requests/s over 2 connections (autocannon) until stopped; each response's
+ * latency (ms) joins `latencies`, which holds every run's.
+ */
+function latencyProbe(url: string, latencies: number[]): { stop(): Promise<void> } {
+  let finish: (error: Error | null) => void = () => {}
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = (error) => (error ? reject(error) : resolve())
+  })
+  const tracker = autocannon({ url, connections: 2, overallRate: 20, duration: 24 * 3600 }, (error) => finish(error))
+  tracker.on('response', (_client, status, _bytes, ms) => {
+    if (status === 200) latencies.push(ms)
+  })
+  return {
+    stop: async () => {
+      tracker.stop()
+      await finished
+    },
+  }
+}
+
+function latencySummary(latencies: readonly number[]): ScenarioResult['status_latency_ms'] {
+  if (latencies.length === 0) return null
+  const sorted = [...latencies].sort((a, b) => a - b)
+  const rank = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? Number.NaN
+  return {
+    p50: round(rank(0.5), 1),
+    p99: round(rank(0.99), 1),
+    max: round(sorted[sorted.length - 1] ?? Number.NaN, 1),
+    requests: sorted.length,
+  }
+}

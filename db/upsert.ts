@@ -71,6 +71,14 @@ export interface UpsertStatement {
   readonly input: Readonly<Record<string, string>>
   /** The statement over the records of `batch` with ordinals in [from, to). */
   build(batch: UpsertBatch): Compilable<UpsertOutcome>
+  /**
+   * The insert-first statement over the same records: each inserted as a new row, with the values
+   * `build` gives a new row, and no look-up. It succeeds exactly when every record is new (no
+   * existing row or earlier record has its id or natural key) and its references exist; otherwise
+   * a unique, foreign-key or check violation undoes it, and the batch runs `build` instead
+   * (`insertNewRange`).
+   */
+  insertNew(batch: UpsertBatch): Compilable<unknown>
 }
 
 /** A string literal in the statement's text (SQL's own constants stay out of the parameters). */
@@ -142,6 +150,31 @@ export function outcomeColumns(errors: Compilable<unknown> & Expression<unknown>
     sql<Buffer | null>`(select string_agg(int8send(hashtextextended(k, 0)), ''::bytea) from touched t
       where ${notBlocked('t.ord')})`.as('touched'),
   ] as const
+}
+
+/**
+ * Inserts the records with ordinals in [from, to) of a batch as new rows (the insert-first
+ * statement): `valid` records, or a data error (class 22 or 23) when one of them is not new. Runs
+ * inside the caller's transaction, which the error leaves aborted.
+ *
+ * Its outcome reports no touched keys, and need not: every key a statement reads (a row's id, its
+ * natural key) is under a unique index, so a later batch that reads one of these new rows before
+ * they are committed also writes that key (an update, or an insert of the same key) and waits
+ * for this batch's transaction; after the commit it fails and runs again (app/imports/batch-writer.ts).
+ */
+export async function insertNewRange(
+  sql: Sql,
+  statement: UpsertStatement,
+  params: readonly string[],
+  from: number,
+  to: number,
+  valid: number,
+): Promise<AppliedRange> {
+  const compiled = statement.insertNew({ params, from, to }).compile()
+  // Not prepared, like the upsert (db/query.ts).
+  const result = await sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: false })
+  if (result.count !== valid) throw new Error(`the insert-first statement inserted ${result.count} of ${valid} records`)
+  return { inserted: valid, updated: 0, errors: [], touched: new Set() }
 }
 
 /**

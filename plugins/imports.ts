@@ -11,6 +11,8 @@ export interface ImportMetrics {
   bytesRead(resource: string, format: string, bytes: number): void
   /** Time a batch spent in one stage: parse (and validate) or write. */
   stage(resource: string, stage: string, seconds: number): void
+  /** A batch committed, by the statement that wrote it (insert_first or upsert). */
+  batchWritten(resource: string, statement: string): void
   /** A run of a job begins in this process; the function returned says how it ended. */
   runStarted(resource: string): (outcome: string) => void
 }
@@ -65,6 +67,11 @@ export default fp(
       labelNames: ['resource', 'stage'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     })
+    const batchesTotal = new client.Counter({
+      name: 'bulkio_import_batches_total',
+      help: 'Import batches committed, by resource and the statement that wrote them: insert_first (every record new, a plain insert) or upsert.',
+      labelNames: ['resource', 'statement'],
+    })
     const bytesRead = new client.Counter({
       name: 'bulkio_import_bytes_read_total',
       help: 'Bytes of import sources read (as stored: compressed when gzip), by resource and format.',
@@ -78,6 +85,7 @@ export default fp(
         bytesRead.inc({ resource, format }, 0)
       }
       for (const status of ['completed', 'failed', 'cancelled']) jobsFinished.inc({ resource, status }, 0)
+      for (const statement of ['insert_first', 'upsert']) batchesTotal.inc({ resource, statement }, 0)
     }
 
     app.decorate('imports', {
@@ -90,6 +98,9 @@ export default fp(
         },
         stage(resource, stage, seconds) {
           batchSeconds.observe({ resource, stage }, seconds)
+        },
+        batchWritten(resource, statement) {
+          batchesTotal.inc({ resource, statement })
         },
         runStarted(resource) {
           const begun = performance.now()

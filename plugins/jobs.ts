@@ -75,6 +75,8 @@ export default fp(
           return imports.records(message.resource, message.format, message.outcome, message.count)
         case 'stage':
           return imports.stage(message.resource, message.stage, message.seconds)
+        case 'batch':
+          return imports.batchWritten(message.resource, message.statement)
         case 'bytes':
           return imports.bytesRead(message.resource, message.format, message.bytes)
         case 'exported': {

@@ -165,6 +165,27 @@ const input = {
   has_published_at: 'boolean',
 } satisfies Record<keyof ArticleInput, string>
 
+const newArticleColumns = ['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'] as const
+
+/**
+ * A new article's values, from a record of the batch: `d` in the upsert (a record decided as an
+ * insert targets its own id, and no stored row lends it a published_at), `r` in the insert-first
+ * statement. The defaults live here only.
+ */
+function newArticle(from: 'd' | 'r') {
+  const value = (column: keyof ArticleInput) => sql.ref(`${from}.${column}`)
+  return [
+    sql<string>`coalesce(${value('id')}, gen_random_uuid())`.as('id'),
+    sql<string>`${value('slug')}`.as('slug'),
+    sql<string>`${value('title')}`.as('title'),
+    sql<string>`${value('body')}`.as('body'),
+    sql<string>`${value('author_id')}`.as('author_id'),
+    sql<string[]>`coalesce(${value('tags')}::text[], '{}')`.as('tags'),
+    sql<string | null>`${value('published_at')}`.as('published_at'),
+    sql<ArticlesTable['status']>`${value('status')}`.as('status'),
+  ]
+}
+
 /**
  * The articles upsert (see db/upsert.ts). The natural key is the slug. The author must exist
  * (foreign_key_violation), and the row as stored after the record must not be a draft with
@@ -172,6 +193,13 @@ const input = {
  */
 export const articlesUpsert: UpsertStatement = {
   input,
+  insertNew: (batch) =>
+    query
+      .insertInto('articles')
+      .columns(newArticleColumns)
+      .expression(
+        query.selectFrom(batchRecords<ArticleInput>(batch, input)).select(newArticle('r')).where(inRange(batch)),
+      ),
   build: (batch) =>
     withKeyBlocking(
       query
@@ -284,22 +312,8 @@ export const articlesUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('articles')
-          .columns(['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'])
-          .expression(
-            db
-              .selectFrom('decided as d')
-              .select([
-                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
-                'd.slug',
-                'd.title',
-                'd.body',
-                'd.author_id',
-                sql<string[]>`coalesce(d.tags::text[], '{}')`.as('tags'),
-                'd.final_published_at',
-                'd.status',
-              ])
-              .where('d.action', '=', literal('insert')),
-          )
+          .columns(newArticleColumns)
+          .expression(db.selectFrom('decided as d').select(newArticle('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )
       .selectNoFrom((eb) => {

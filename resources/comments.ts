@@ -118,8 +118,32 @@ const input = {
  * decides between insert and update, and is the one key a record touches. The article and the
  * user must exist; a record missing both gets one foreign_key_violation per field.
  */
+const newCommentColumns = ['id', 'article_id', 'user_id', 'body', 'created_at'] as const
+
+/**
+ * A new comment's values, from a record of the batch: `d` in the upsert, `r` in the insert-first
+ * statement. The defaults live here only.
+ */
+function newComment(from: 'd' | 'r') {
+  const value = (column: keyof CommentInput) => sql.ref(`${from}.${column}`)
+  return [
+    sql<string>`${value('id')}`.as('id'),
+    sql<string>`${value('article_id')}`.as('article_id'),
+    sql<string>`${value('user_id')}`.as('user_id'),
+    sql<string>`${value('body')}`.as('body'),
+    sql<string>`coalesce(${value('created_at')}, now())`.as('created_at'),
+  ]
+}
+
 export const commentsUpsert: UpsertStatement = {
   input,
+  insertNew: (batch) =>
+    query
+      .insertInto('comments')
+      .columns(newCommentColumns)
+      .expression(
+        query.selectFrom(batchRecords<CommentInput>(batch, input)).select(newComment('r')).where(inRange(batch)),
+      ),
   build: (batch) =>
     withKeyBlocking(
       query
@@ -181,19 +205,8 @@ export const commentsUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('comments')
-          .columns(['id', 'article_id', 'user_id', 'body', 'created_at'])
-          .expression(
-            db
-              .selectFrom('decided as d')
-              .select([
-                'd.id',
-                'd.article_id',
-                'd.user_id',
-                'd.body',
-                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
-              ])
-              .where('d.action', '=', literal('insert')),
-          )
+          .columns(newCommentColumns)
+          .expression(db.selectFrom('decided as d').select(newComment('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )
       .selectNoFrom((eb) => {

@@ -137,6 +137,25 @@ const input = {
   updated_at: 'timestamptz',
 } satisfies Record<keyof UserInput, string>
 
+const newUserColumns = ['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'] as const
+
+/**
+ * A new user's values, from a record of the batch: `d` in the upsert (a record decided as an
+ * insert targets its own id), `r` in the insert-first statement. The defaults live here only.
+ */
+function newUser(from: 'd' | 'r') {
+  const value = (column: keyof UserInput) => sql.ref(`${from}.${column}`)
+  return [
+    sql<string>`coalesce(${value('id')}, gen_random_uuid())`.as('id'),
+    sql<string>`${value('email')}`.as('email'),
+    sql<string>`${value('name')}`.as('name'),
+    sql<UsersTable['role']>`${value('role')}`.as('role'),
+    sql<boolean>`coalesce(${value('active')}, true)`.as('active'),
+    sql<string>`coalesce(${value('created_at')}, now())`.as('created_at'),
+    sql<string>`coalesce(${value('updated_at')}, now())`.as('updated_at'),
+  ]
+}
+
 /**
  * The users upsert (see db/upsert.ts). A record with an id targets that row; one without targets
  * the row with its email (case-insensitive). An email that belongs to another row is a
@@ -144,6 +163,11 @@ const input = {
  */
 export const usersUpsert: UpsertStatement = {
   input,
+  insertNew: (batch) =>
+    query
+      .insertInto('users')
+      .columns(newUserColumns)
+      .expression(query.selectFrom(batchRecords<UserInput>(batch, input)).select(newUser('r')).where(inRange(batch))),
   build: (batch) =>
     withKeyBlocking(
       query
@@ -230,21 +254,8 @@ export const usersUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('users')
-          .columns(['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'])
-          .expression(
-            db
-              .selectFrom('decided as d')
-              .select((eb) => [
-                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
-                'd.email',
-                'd.name',
-                'd.role',
-                eb.fn.coalesce('d.active', sql<boolean>`true`).as('active'),
-                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
-                sql<string>`coalesce(d.updated_at, now())`.as('updated_at'),
-              ])
-              .where('d.action', '=', literal('insert')),
-          )
+          .columns(newUserColumns)
+          .expression(db.selectFrom('decided as d').select(newUser('d')).where('d.action', '=', literal('insert')))
           .returning(sql`1`.as('one')),
       )
       .selectNoFrom((eb) =>

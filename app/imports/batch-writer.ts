@@ -3,9 +3,10 @@ import type postgres from 'postgres'
 import type { Sql } from '../../db/connection.ts'
 import { isDataError, isTransientConflict } from '../../db/errors.ts'
 import { commitBatch, type ImportJobRow, type JobWaiting } from '../../db/imports.ts'
-import { type AppliedRange, applyRange, type UpsertError } from '../../db/upsert.ts'
+import { type AppliedRange, applyRange, insertNewRange, type UpsertError } from '../../db/upsert.ts'
 import type { ResourceDescriptor as ImportResource } from '../../resources/index.ts'
 import type { BatchResult } from '../workers/import-batch.ts'
+import { InsertFirst } from './insert-first.ts'
 import type { RecordBatch } from './record-splitter.ts'
 import type { UnknownFieldList } from './unknown-fields.ts'
 
@@ -77,12 +78,24 @@ export interface WriterContext {
   /** Aborted when the job's cancel is seen: nothing is committed after it. */
   cancel: AbortSignal
   counters: { processed: number; inserted: number; updated: number; failed: number; errorsStored: number }
-  onCommitted(resource: string, counts: { inserted: number; updated: number; failed: number; seconds: number }): void
+  onCommitted(resource: string, counts: CommittedBatch): void
   /** Shows (or, with null, clears) why the job does not advance. */
   showWaiting(waiting: JobWaiting | null): Promise<void>
 }
 
 export type WriterState = 'go' | 'cancelled' | 'released'
+
+/** The statement that wrote a batch: the insert-first statement, or the upsert. */
+export type BatchStatement = 'insert_first' | 'upsert'
+
+/** A committed batch, for the metrics. */
+export interface CommittedBatch {
+  inserted: number
+  updated: number
+  failed: number
+  seconds: number
+  statement: BatchStatement
+}
 
 export interface BatchWriter {
   /** Takes the connections and the resource's write lock. @throws ResourceBusy when another import holds it */
@@ -251,6 +264,7 @@ function account(
   counts: { inserted: number; updated: number; failed: number },
   kept: number,
   seconds: number,
+  statement: BatchStatement,
 ) {
   const counters = context.counters
   counters.processed += batch.spans.length
@@ -258,7 +272,7 @@ function account(
   counters.updated += counts.updated
   counters.failed += counts.failed
   counters.errorsStored += kept
-  context.onCommitted(context.resource.name, { ...counts, seconds })
+  context.onCommitted(context.resource.name, { ...counts, seconds, statement })
 }
 
 interface Completion {
@@ -307,6 +321,10 @@ class LaneTask {
   successor: LaneTask | undefined
   /** The batch carries a key of the previous one: it runs after it, not beside it. */
   afterPrevious = false
+  /** The writer's insert-first policy, when this batch tries it first (app/imports/insert-first.ts). */
+  insertFirst: InsertFirst | undefined
+  /** The statement of the outcome in hand. */
+  private statement: BatchStatement = 'upsert'
   private readonly yieldRequested = Promise.withResolvers<'yield'>()
   private readonly context: WriterContext
   private readonly batch: RecordBatch
@@ -355,7 +373,7 @@ class LaneTask {
       if (this.afterPrevious && previous) await previous.catch(() => {})
       await begin()
       try {
-        applied = await applyBatch(lane, context.resource, batch, result, false)
+        applied = await this.firstTry(lane, begin, rollback)
       } catch (error) {
         if (!isLockConflict(error) && !isDataError(error)) throw error
         if (isLockConflict(error)) this.successor?.requestYield()
@@ -386,6 +404,7 @@ class LaneTask {
       const reran =
         !applied || (!this.afterPrevious && before !== undefined && overlaps(applied.touched, before.touched))
       if (!applied || reran) {
+        this.statement = 'upsert'
         await rollback()
         applied = await this.runAgain(lane, isDataError(failure), begin, rollback)
         if (!applied) return { touched: new Set(), state: stoppedState(context) }
@@ -413,13 +432,47 @@ class LaneTask {
       await lane.unsafe('commit')
       open = false
       const seconds = (performance.now() - started) / 1000
-      account(context, batch, recorded.counts, recorded.kept, seconds)
+      account(context, batch, recorded.counts, recorded.kept, seconds, this.statement)
       context.log.debug({ record: batch.spans.at(-1)?.record, seconds, reran }, 'batch committed')
       return { touched: done.touched, state: recorded.state }
     } catch (error) {
       await rollback().catch(() => {})
       throw error
     }
+  }
+
+  /**
+   * The batch's first run, beside the previous batch: the insert-first statement when the policy
+   * says so, then (if a record was not new) the upsert, in a new transaction.
+   */
+  private async firstTry(
+    lane: Reserved,
+    begin: () => Promise<void>,
+    rollback: () => Promise<void>,
+  ): Promise<AppliedRange> {
+    const { context, batch, result, insertFirst } = this
+    if (insertFirst && result.valid > 0) {
+      try {
+        const end = batch.spans.length + 1
+        const applied = await insertNewRange(
+          lane as unknown as Sql,
+          context.resource.upsert,
+          result.params,
+          1,
+          end,
+          result.valid,
+        )
+        insertFirst.succeeded()
+        this.statement = 'insert_first'
+        return applied
+      } catch (error) {
+        if (!isDataError(error)) throw error
+        insertFirst.failed()
+        await rollback()
+        await begin()
+      }
+    }
+    return applyBatch(lane, context.resource, batch, result, false)
   }
 
   /**
@@ -453,6 +506,20 @@ class LaneTask {
   }
 }
 
+/** Whether two sorted key lists share a key. */
+function sharesKey(a: Float64Array, b: Float64Array): boolean {
+  let i = 0
+  let j = 0
+  while (i < a.length && j < b.length) {
+    const x = a[i] as number
+    const y = b[j] as number
+    if (x === y) return true
+    if (x < y) i++
+    else j++
+  }
+  return false
+}
+
 function overlaps(a: Set<number>, b: Set<number>): boolean {
   const [small, large] = a.size < b.size ? [a, b] : [b, a]
   for (const key of small) if (large.has(key)) return true
@@ -475,9 +542,10 @@ export class LaneWriter implements BatchWriter {
   private readonly inFlight = new Set<Promise<Completion>>()
   private tail: Promise<Completion> | undefined
   private last: LaneTask | undefined
-  private lastCarried: Set<number> | undefined
+  private lastCarried: Float64Array | undefined
   private state: WriterState = 'go'
   private locked = false
+  private readonly insertFirst = new InsertFirst()
   /** The first batch that failed (its connection went away, say): nothing after it may go on. */
   private failure: { error: unknown } | undefined
 
@@ -506,8 +574,11 @@ export class LaneWriter implements BatchWriter {
     if (this.state !== 'go') return this.state
     const lane = this.free.pop() as Reserved
     const task = new LaneTask(this.context, batch, result, bytesRead, [...warnings], unknownFields)
-    const carried = new Set(result.carried)
-    task.afterPrevious = this.lastCarried !== undefined && overlaps(carried, this.lastCarried)
+    // Sorted in place (the batch's own array): two sorted lists intersect without a Set, whose
+    // 10,000 entries a batch would each allocate (hashes above 2^31 are heap numbers).
+    const carried = result.carried.sort()
+    task.afterPrevious = this.lastCarried !== undefined && sharesKey(carried, this.lastCarried)
+    if (this.insertFirst.wanted()) task.insertFirst = this.insertFirst
     this.lastCarried = carried
     if (this.last) this.last.successor = task
     this.last = task
@@ -604,7 +675,7 @@ export class DryRunWriter implements BatchWriter {
       unknownFields,
     )
     if (recorded.committed)
-      account(this.context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000)
+      account(this.context, batch, recorded.counts, recorded.kept, (performance.now() - started) / 1000, 'upsert')
     this.state = recorded.state
     return this.state
   }

@@ -16,7 +16,9 @@ import { problemBody } from '../../schemas/problem.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
 import {
+  type BatchStatement,
   type BatchWriter,
+  type CommittedBatch,
   DryRunWriter,
   LaneWriter,
   LeaseLost,
@@ -52,6 +54,8 @@ export interface ImportMetrics {
   records(resource: string, format: ImportFormat, outcome: 'inserted' | 'updated' | 'failed', count: number): void
   batchStage(resource: string, stage: 'parse' | 'validate' | 'write', seconds: number): void
   bytesRead(resource: string, format: ImportFormat, bytes: number): void
+  /** A batch committed, written by the insert-first statement or the upsert. */
+  batchWritten(resource: string, statement: BatchStatement): void
 }
 
 /** Fetches a URL source into IMPORT_DIR (app/imports/download.ts); `signal` stops it. */
@@ -239,11 +243,12 @@ async function execute(
     signal: run.signal,
     cancel: control.cancel.signal,
     counters,
-    onCommitted: (name: string, committed: { inserted: number; updated: number; failed: number; seconds: number }) => {
+    onCommitted: (name: string, committed: CommittedBatch) => {
       run.metrics.records(name, format, 'inserted', committed.inserted)
       run.metrics.records(name, format, 'updated', committed.updated)
       run.metrics.records(name, format, 'failed', committed.failed)
       run.metrics.batchStage(name, 'write', committed.seconds)
+      run.metrics.batchWritten(name, committed.statement)
     },
     showWaiting: (waiting: JobWaiting | null) => setImportWaiting(run.sql, job.id, run.owner, waiting),
   }

@@ -58,6 +58,7 @@ export type FromJobThread =
   | { type: 'finished'; jobId: string; outcome: RunOutcome | ExportOutcome }
   | { type: 'records'; resource: string; format: string; outcome: 'inserted' | 'updated' | 'failed'; count: number }
   | { type: 'stage'; resource: string; stage: 'parse' | 'validate' | 'write'; seconds: number }
+  | { type: 'batch'; resource: string; statement: 'insert_first' | 'upsert' }
   | { type: 'bytes'; resource: string; format: string; bytes: number }
   | { type: 'exported'; resource: string; format: string; rows: number; bytes: number; seconds: number }
   | { type: 'ready' }
@@ -103,6 +104,7 @@ const metrics: ImportMetrics = {
   records: (resource, format, outcome, count) => count && post({ type: 'records', resource, format, outcome, count }),
   batchStage: (resource, stage, seconds) => post({ type: 'stage', resource, stage, seconds }),
   bytesRead: (resource, format, bytes) => post({ type: 'bytes', resource, format, bytes }),
+  batchWritten: (resource, statement) => post({ type: 'batch', resource, statement }),
 }
 
 /** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */

@@ -24,6 +24,7 @@ const spec = {
   upsert: {
     input: { ord: 'int', id: 'uuid', name: 'text' },
     build: () => query.selectNoFrom(sql`1`.as('unused')) as never,
+    insertNew: () => query.selectNoFrom(sql`1`.as('unused')),
   },
   examples: [{ id: 'n-1', name: 'A note' }],
   export: {

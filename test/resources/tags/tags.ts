@@ -63,10 +63,29 @@ const input = { ord: 'int', id: 'uuid', name: 'text', color: 'text', created_at:
   string
 >
 
+const newTagColumns = ['id', 'name', 'color', 'created_at'] as const
+
+/** A new tag's values, from a record: `d` in the upsert, `r` in the insert-first statement. */
+function newTag(from: 'd' | 'r') {
+  const value = (column: keyof TagInput) => sql.ref(`${from}.${column}`)
+  return [
+    sql<string>`coalesce(${value('id')}, gen_random_uuid())`.as('id'),
+    sql<string>`${value('name')}`.as('name'),
+    sql<string | null>`${value('color')}`.as('color'),
+    sql<string>`coalesce(${value('created_at')}, now())`.as('created_at'),
+  ]
+}
+
 // The upsert follows db/upsert.ts: records apply as if one at a time, in order; a record whose
 // keys (target row, name claimed, name given up) repeat an earlier one's ends the statement.
 const upsert: UpsertStatement = {
   input,
+  insertNew: (batch) =>
+    query
+      .withTables<{ tags: TagsTable }>()
+      .insertInto('tags')
+      .columns(newTagColumns)
+      .expression(query.selectFrom(batchRecords<TagInput>(batch, input)).select(newTag('r')).where(inRange(batch))),
   build: (batch) =>
     withKeyBlocking(
       query
@@ -153,18 +172,8 @@ const upsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('tags')
-          .columns(['id', 'name', 'color', 'created_at'])
-          .expression(
-            db
-              .selectFrom('decided as d')
-              .select([
-                sql<string>`coalesce(d.target, gen_random_uuid())`.as('id'),
-                'd.name',
-                'd.color',
-                sql<string>`coalesce(d.created_at, now())`.as('created_at'),
-              ])
-              .where('d.action', '=', literal('insert')),
-          )
+          .columns(newTagColumns)
+          .expression(db.selectFrom('decided as d').select(newTag('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )
       .selectNoFrom((eb) =>

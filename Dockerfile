@@ -11,6 +11,9 @@ RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# Node's compile cache: from the second start on (and for the job threads from the first), the
+# TypeScript sources are read back compiled; a directory that cannot be written only turns it off.
+ENV NODE_COMPILE_CACHE=/tmp/node-compile-cache
 WORKDIR /app
 COPY --from=dependencies /app/node_modules ./node_modules
 COPY package.json ./
@@ -19,6 +22,7 @@ COPY db ./db
 COPY plugins ./plugins
 COPY routes ./routes
 COPY schemas ./schemas
+COPY resources ./resources
 
 # Uploads and export files: a volume in compose.yaml, a shared volume on Kubernetes.
 RUN mkdir -p /data/imports /data/exports && chown -R node:node /data

@@ -1,3 +1,4 @@
+import module from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
@@ -105,8 +106,22 @@ export async function drain(app: FastifyInstance, options: { reason: string; dra
   await app.close()
 }
 
+/**
+ * Node's compile cache for the job and validation threads: each thread otherwise loads the
+ * TypeScript type stripper and strips every module again, about 17 MB of resident memory and a
+ * fraction of a second per thread (the main thread has loaded its modules already; setting
+ * NODE_COMPILE_CACHE before the process starts, as the Dockerfile does, covers it too). Threads
+ * read it from the environment they inherit. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+ */
+function enableCompileCache(): void {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return
+  const { directory } = module.enableCompileCache(process.env.NODE_COMPILE_CACHE)
+  if (directory) process.env.NODE_COMPILE_CACHE = directory
+}
+
 /** Process entry: configuration errors exit 1 with one line; SIGTERM/SIGINT drain and exit 0. */
 async function main(): Promise<void> {
+  enableCompileCache()
   let config: Config
   try {
     config = loadConfig()

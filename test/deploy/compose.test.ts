@@ -10,6 +10,28 @@ import { root } from '../helper.ts'
 // it mounts or builds from exists, the service's environment holds only configuration keys, and
 // Prometheus scrapes the service under its compose name and port.
 
+/**
+ * The repository's top-level folders that `entry`'s modules reach, following relative imports and
+ * `new URL(…)`, and the folders loaded whole (`path.join(root, 'routes')`, autoloaded).
+ */
+async function reachedFolders(entry: string): Promise<Set<string>> {
+  const seen = new Set<string>()
+  const loadedWhole = new Set<string>()
+  const pending = [entry]
+  while (pending.length > 0) {
+    const file = pending.pop() as string
+    if (seen.has(file)) continue
+    seen.add(file)
+    const text = await readFile(file, 'utf8')
+    for (const [, target] of text.matchAll(/(?:from |import\(|new URL\()'(\.{1,2}\/[^']+\.ts)'/g)) {
+      const resolved = path.resolve(path.dirname(file), target as string)
+      if (existsSync(resolved)) pending.push(resolved)
+    }
+    for (const [, folder] of text.matchAll(/path\.join\(root, '(\w+)'\)/g)) loadedWhole.add(folder as string)
+  }
+  return new Set([...[...seen].map((file) => path.relative(root, file).split(path.sep)[0] as string), ...loadedWhole])
+}
+
 interface Service {
   build?: string
   image?: string
@@ -66,6 +88,14 @@ t.test('the Dockerfile: sources that exist, a non-root user, a healthcheck on /l
     for (const source of (sources as string).split(' '))
       t.ok(existsSync(path.join(root, source)), `COPY ${source}: it exists`)
   }
+  // Every folder of the repository that the service's modules reach (its imports, and the thread
+  // modules it loads by URL) is copied: a folder added to the code but not to the image would
+  // start nowhere but in a container.
+  const copied = new Set(
+    [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap(([, sources]) => (sources as string).split(' ')),
+  )
+  for (const folder of await reachedFolders(path.join(root, 'app/server.ts')))
+    t.ok(copied.has(folder), `the image copies ${folder}/, which the service loads`)
   t.match(dockerfile, /^USER node$/m, 'the service runs as the unprivileged node user')
   const openapi = parse(await readFile(path.join(root, 'openapi.yaml'), 'utf8')) as { paths: Record<string, unknown> }
   const health = /^HEALTHCHECK[\s\S]*?fetch\('http:\/\/127\.0\.0\.1:(\d+)(\/\w+)'\)/m.exec(dockerfile)

@@ -69,9 +69,14 @@ t.test('one record that is not new sends its batch to the upsert, with the exact
   })
   t.equal(job.status, 'completed')
   t.same(job.counters, { processed: 400, inserted: 398, updated: 2, failed: 0 })
-  // Batch 1 new; batch 2 falls back; batch 3 skips the try after that failure; batch 4 tries and
-  // falls back (its repeated id).
-  t.same(await batchesSeen(app, 4), { insert_first: 1, upsert: 3 })
+  // Batch 1 is new; batches 2 and 4 fall back. Batch 3 (new records) is written either way: by
+  // the upsert when it skipped the try after batch 2's failure, by the insert when it was on its
+  // way beside batch 2 before that failure was known.
+  const seen = await batchesSeen(app, 4)
+  t.ok(
+    (seen.insert_first === 1 && seen.upsert === 3) || (seen.insert_first === 2 && seen.upsert === 2),
+    `batches 2 and 4 by the upsert (${JSON.stringify(seen)})`,
+  )
   t.equal(await countRows(app, 'users'), 399, 'the stored user and 398 new ones')
   const [taken] = await app.sql<{ email: string; name: string; role: string }[]>`
     select email, name, role from users where lower(email) = 'taken@example.com'`

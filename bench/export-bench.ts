@@ -37,8 +37,11 @@ export interface ExportSettings {
   formats: readonly Format[]
 }
 
-/** The service's export transaction sets these two; psql's COPY runs under the same settings. */
-const copyEnv = { PGOPTIONS: '-c client_min_messages=warning -c timezone=UTC -c standard_conforming_strings=on' }
+/** The settings of the service's export transaction (app/exports/copy-export.ts): psql's COPY runs under the same. */
+const copyEnv = {
+  PGOPTIONS:
+    '-c client_min_messages=warning -c timezone=UTC -c datestyle=ISO,YMD -c synchronize_seqscans=off -c standard_conforming_strings=on',
+}
 
 /**
  * The COPY statement the service runs for GET /api/v1/exports/<resource>/stream?format=<format>

@@ -62,7 +62,7 @@ export const ArticleRecordSchema = Type.Object(
         ],
         {
           description:
-            'ISO-8601 date and time with a zone (`Z`, `±HH:MM` or `±HHMM`), at most 6 fractional digits, or null. A draft must not have one. Absent: null for a new article, unchanged on update.',
+            'ISO-8601 date and time with a zone (`Z`, `±HH:MM`, `±HHMM` or `±HH`; a space may replace the `T`), at most 6 fractional digits, or null. A draft must not have one. Absent: null for a new article, unchanged on update.',
         },
       ),
     ),

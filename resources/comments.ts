@@ -46,7 +46,7 @@ export const CommentRecordSchema = Type.Object(
       Type.String({
         format: 'date-time-with-zone',
         description:
-          'ISO-8601 date and time with a zone (`Z`, `±HH:MM` or `±HHMM`), at most 6 fractional digits. Absent: now() for a new comment, unchanged on update.',
+          'ISO-8601 date and time with a zone (`Z`, `±HH:MM`, `±HHMM` or `±HH`; a space may replace the `T`), at most 6 fractional digits. Absent: now() for a new comment, unchanged on update.',
       }),
     ),
   },

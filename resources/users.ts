@@ -60,14 +60,14 @@ export const UserRecordSchema = Type.Object(
       Type.String({
         format: 'date-time-with-zone',
         description:
-          'ISO-8601 date and time with a zone (`Z`, `±HH:MM` or `±HHMM`), at most 6 fractional digits. Absent: now() for a new user, unchanged on update.',
+          'ISO-8601 date and time with a zone (`Z`, `±HH:MM`, `±HHMM` or `±HH`; a space may replace the `T`), at most 6 fractional digits. Absent: now() for a new user, unchanged on update.',
       }),
     ),
     updated_at: Type.Optional(
       Type.String({
         format: 'date-time-with-zone',
         description:
-          'ISO-8601 date and time with a zone (`Z`, `±HH:MM` or `±HHMM`), at most 6 fractional digits. Absent: now(), on insert and on update.',
+          'ISO-8601 date and time with a zone (`Z`, `±HH:MM`, `±HHMM` or `±HH`; a space may replace the `T`), at most 6 fractional digits. Absent: now(), on insert and on update.',
       }),
     ),
   },

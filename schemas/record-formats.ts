@@ -134,7 +134,8 @@ function daysInMonth(year: number, month: number): number {
 
 /**
  * Whether `text` is an ISO-8601 date and time with a zone: `YYYY-MM-DDTHH:MM[:SS[.f{1,6}]]` (a
- * space may replace the T) then `Z`, `±HH:MM` or `±HHMM`, of a day that exists (no 2023-02-29, no
+ * space may replace the T) then `Z`, `±HH:MM`, `±HHMM` or `±HH` (a space and `±HH` are how
+ * PostgreSQL writes a timestamptz, and so how a CSV export writes it), of a day that exists (no 2023-02-29, no
  * year 0, which PostgreSQL's calendar lacks). Hours stop at 23 and seconds at 59: PostgreSQL
  * would roll `24:00` and a leap second over into the next day or minute, which is not what was
  * written. Offsets stop at ±15:59, PostgreSQL's limit. At most six fractional digits: PostgreSQL
@@ -185,15 +186,11 @@ export function isTimestampWithZone(text: string): boolean {
   if (zone === LATIN_CAPITAL_Z) return index + 1 === length
   if (zone !== PLUS && zone !== HYPHEN) return false
   const offsetHours = twoDigits(text, index + 1)
+  if (offsetHours < 0 || offsetHours > 15) return false
+  if (length === index + 3) return true // ±HH
   const colon = text.charCodeAt(index + 3) === COLON
   const offsetMinutes = twoDigits(text, colon ? index + 4 : index + 3)
-  return (
-    offsetHours >= 0 &&
-    offsetHours <= 15 &&
-    offsetMinutes >= 0 &&
-    offsetMinutes <= 59 &&
-    length === index + (colon ? 6 : 5)
-  )
+  return offsetMinutes >= 0 && offsetMinutes <= 59 && length === index + (colon ? 6 : 5)
 }
 
 /** Every record format: its check, and what it means in words (an error says `must be <expected>`). */

@@ -19,7 +19,7 @@
 // - A too long email that is otherwise well formed is `too_long`; a malformed one `invalid_format`.
 // - A CSV boolean cell other than true/false is `invalid_value`; so is a blank tag. A CSV tags
 //   cell that starts with `[` but is not a JSON array of strings is `invalid_format`.
-// - Timestamps are `YYYY-MM-DD(T| )HH:MM[:SS[.f{1,6}]]` with `Z`, `±HH:MM` or `±HHMM`, of a real
+// - Timestamps are `YYYY-MM-DD(T| )HH:MM[:SS[.f{1,6}]]` with `Z`, `±HH:MM`, `±HHMM` or `±HH`, of a real
 //   calendar day.
 
 import type { DefaultResourceName } from '../resources/index.ts'
@@ -99,7 +99,7 @@ export interface OracleOutcome {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const EMAIL = /^[^\s@"(),:;<>[\]\\]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$/
 const SLUG = /^[a-z0-9]+(-[a-z0-9]+)*$/
-const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|([+-])(\d{2}):?(\d{2}))$/
+const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|([+-])(\d{2})(?::?(\d{2}))?)$/
 const ROLES = new Set(['admin', 'editor', 'author', 'reader'])
 const STATUSES = new Set(['draft', 'published'])
 const MAX_EMAIL_LENGTH = 254
@@ -122,7 +122,7 @@ export function canonicalTimestamp(text: string): Timestamp | undefined {
   let offset = 0
   if (zone !== 'Z') {
     const oh = Number(offsetHours)
-    const om = Number(offsetMinutes)
+    const om = Number(offsetMinutes ?? '0')
     if (oh > 15 || om > 59) return undefined
     offset = (sign === '-' ? -1 : 1) * (oh * 60 + om)
   }

@@ -128,9 +128,12 @@ async function copyInTransaction(
   sink: Writable,
   options: CopyExportOptions,
 ): Promise<{ rows: number; bytes: number }> {
-  // The statement's literals rely on standard strings; JSON timestamps are written in UTC.
+  // The statement's literals rely on standard strings; timestamps are written in UTC, in ISO
+  // form (whatever the server's defaults), and a table scanned by another query at the same
+  // time is still read from its start (the order of an unchanged table's rows stays put).
   const [session] = await transaction<{ pid: number }[]>`
     select set_config('standard_conforming_strings', 'on', true), set_config('timezone', 'UTC', true),
+      set_config('datestyle', 'ISO, YMD', true), set_config('synchronize_seqscans', 'off', true),
       pg_backend_pid() as pid`
   const query = transaction.unsafe(statement)
   const copy = await query.readable()

@@ -29,6 +29,7 @@ const timestampLike = fc
       fc
         .tuple(fc.constantFrom('+', '-'), twoDigits(24), fc.constantFrom(':', ''), twoDigits(60))
         .map((parts) => parts.join('')),
+      fc.tuple(fc.constantFrom('+', '-'), twoDigits(24)).map((parts) => parts.join('')),
     ),
   })
   .map(({ year, month, day, separator, hour, minute, second, fraction, zone }) => {

@@ -65,13 +65,16 @@ const rules = {
 /**
  * Claims the oldest job of a kind that is queued, or running under a lease that expired (its
  * owner died): FOR UPDATE SKIP LOCKED lets several processes claim at once without taking the
- * same job. Each claim counts an attempt; a run handed back in good order gives it back.
+ * same job. Each claim counts an attempt; a run handed back in good order gives it back. A job
+ * with `maxAttempts` attempts is not claimed again, even when its lease expired after the last
+ * `failExhaustedJobs` (under load that came between the two, and a fourth run of three began).
  */
 export async function claimJob<K extends JobKind>(
   sql: Sql,
   kind: K,
   owner: string,
   leaseSeconds: number,
+  maxAttempts: number,
 ): Promise<JobRow<K> | undefined> {
   const rule = rules[kind]
   const [row] = await sql<JobRow<K>[]>`
@@ -80,7 +83,7 @@ export async function claimJob<K extends JobKind>(
       started_at = coalesce(started_at, now()), attempts = attempts + 1 ${rule.onClaim(sql)}
     where id = (
       select id from ${rule.table(sql)} candidate
-      where ${rule.claimable(sql)}
+      where (${rule.claimable(sql)}) and candidate.attempts < ${maxAttempts}
       order by created_at
       for update skip locked
       limit 1

@@ -134,11 +134,11 @@ export class JobRunner {
   async #claimNext(): Promise<ThreadJob | undefined> {
     const { sql, owner, config } = this.#options
     const claimImport = async () => {
-      const job = await claimJob(sql, 'import', owner, config.JOB_LEASE_SECONDS)
+      const job = await claimJob(sql, 'import', owner, config.JOB_LEASE_SECONDS, config.JOB_MAX_ATTEMPTS)
       return job && { kind: 'import' as const, job }
     }
     const claimExport = async () => {
-      const job = await claimJob(sql, 'export', owner, config.JOB_LEASE_SECONDS)
+      const job = await claimJob(sql, 'export', owner, config.JOB_LEASE_SECONDS, config.JOB_MAX_ATTEMPTS)
       return job && { kind: 'export' as const, job }
     }
     this.#exportsFirst = !this.#exportsFirst

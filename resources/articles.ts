@@ -165,12 +165,10 @@ const input = {
   has_published_at: 'boolean',
 } satisfies Record<keyof ArticleInput, string>
 
-const newArticleColumns = ['id', 'slug', 'title', 'body', 'author_id', 'tags', 'published_at', 'status'] as const
-
 /**
  * A new article's values, from a record of the batch: `d` in the upsert (a record decided as an
  * insert targets its own id, and no stored row lends it a published_at), `r` in the insert-first
- * statement. The defaults live here only.
+ * statement; in the order of articleColumns. The defaults live here only.
  */
 function newArticle(from: 'd' | 'r') {
   const value = (column: keyof ArticleInput) => sql.ref(`${from}.${column}`)
@@ -196,7 +194,7 @@ export const articlesUpsert: UpsertStatement = {
   insertNew: (batch) =>
     query
       .insertInto('articles')
-      .columns(newArticleColumns)
+      .columns(articleColumns)
       .expression(
         query.selectFrom(batchRecords<ArticleInput>(batch, input)).select(newArticle('r')).where(inRange(batch)),
       ),
@@ -312,7 +310,7 @@ export const articlesUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('articles')
-          .columns(newArticleColumns)
+          .columns(articleColumns)
           .expression(db.selectFrom('decided as d').select(newArticle('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )

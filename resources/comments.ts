@@ -118,11 +118,9 @@ const input = {
  * decides between insert and update, and is the one key a record touches. The article and the
  * user must exist; a record missing both gets one foreign_key_violation per field.
  */
-const newCommentColumns = ['id', 'article_id', 'user_id', 'body', 'created_at'] as const
-
 /**
  * A new comment's values, from a record of the batch: `d` in the upsert, `r` in the insert-first
- * statement. The defaults live here only.
+ * statement; in the order of commentColumns. The defaults live here only.
  */
 function newComment(from: 'd' | 'r') {
   const value = (column: keyof CommentInput) => sql.ref(`${from}.${column}`)
@@ -140,7 +138,7 @@ export const commentsUpsert: UpsertStatement = {
   insertNew: (batch) =>
     query
       .insertInto('comments')
-      .columns(newCommentColumns)
+      .columns(commentColumns)
       .expression(
         query.selectFrom(batchRecords<CommentInput>(batch, input)).select(newComment('r')).where(inRange(batch)),
       ),
@@ -205,7 +203,7 @@ export const commentsUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('comments')
-          .columns(newCommentColumns)
+          .columns(commentColumns)
           .expression(db.selectFrom('decided as d').select(newComment('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )

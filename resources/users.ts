@@ -137,11 +137,10 @@ const input = {
   updated_at: 'timestamptz',
 } satisfies Record<keyof UserInput, string>
 
-const newUserColumns = ['id', 'email', 'name', 'role', 'active', 'created_at', 'updated_at'] as const
-
 /**
  * A new user's values, from a record of the batch: `d` in the upsert (a record decided as an
- * insert targets its own id), `r` in the insert-first statement. The defaults live here only.
+ * insert targets its own id), `r` in the insert-first statement; in the order of userColumns. The
+ * defaults live here only.
  */
 function newUser(from: 'd' | 'r') {
   const value = (column: keyof UserInput) => sql.ref(`${from}.${column}`)
@@ -166,7 +165,7 @@ export const usersUpsert: UpsertStatement = {
   insertNew: (batch) =>
     query
       .insertInto('users')
-      .columns(newUserColumns)
+      .columns(userColumns)
       .expression(query.selectFrom(batchRecords<UserInput>(batch, input)).select(newUser('r')).where(inRange(batch))),
   build: (batch) =>
     withKeyBlocking(
@@ -254,7 +253,7 @@ export const usersUpsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('users')
-          .columns(newUserColumns)
+          .columns(userColumns)
           .expression(db.selectFrom('decided as d').select(newUser('d')).where('d.action', '=', literal('insert')))
           .returning(sql`1`.as('one')),
       )

@@ -63,9 +63,7 @@ const input = { ord: 'int', id: 'uuid', name: 'text', color: 'text', created_at:
   string
 >
 
-const newTagColumns = ['id', 'name', 'color', 'created_at'] as const
-
-/** A new tag's values, from a record: `d` in the upsert, `r` in the insert-first statement. */
+/** A new tag's values (in the order of tagColumns), from a record: `d` in the upsert, `r` in the insert-first one. */
 function newTag(from: 'd' | 'r') {
   const value = (column: keyof TagInput) => sql.ref(`${from}.${column}`)
   return [
@@ -84,7 +82,7 @@ const upsert: UpsertStatement = {
     query
       .withTables<{ tags: TagsTable }>()
       .insertInto('tags')
-      .columns(newTagColumns)
+      .columns(tagColumns)
       .expression(query.selectFrom(batchRecords<TagInput>(batch, input)).select(newTag('r')).where(inRange(batch))),
   build: (batch) =>
     withKeyBlocking(
@@ -172,7 +170,7 @@ const upsert: UpsertStatement = {
       .with('inserted', (db) =>
         db
           .insertInto('tags')
-          .columns(newTagColumns)
+          .columns(tagColumns)
           .expression(db.selectFrom('decided as d').select(newTag('d')).where('d.action', '=', literal('insert')))
           .returning(literal(1).as('one')),
       )

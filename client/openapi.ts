@@ -244,7 +244,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Stream every user matching the filters, in primary-key order, from one snapshot
+         * Stream every user matching the filters, each once, from one snapshot
          * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
          */
         get: operations["streamUsersExport"];
@@ -264,7 +264,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Stream every article matching the filters, in primary-key order, from one snapshot
+         * Stream every article matching the filters, each once, from one snapshot
          * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
          */
         get: operations["streamArticlesExport"];
@@ -284,7 +284,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Stream every comment matching the filters, in primary-key order, from one snapshot
+         * Stream every comment matching the filters, each once, from one snapshot
          * @description The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.
          */
         get: operations["streamCommentsExport"];

@@ -32,7 +32,7 @@ export function exportStreamRoute(descriptor: ResourceDescriptor): FastifyPlugin
         schema: {
           tags: ['exports'],
           operationId: `stream${resource[0]?.toUpperCase()}${resource.slice(1)}Export`,
-          summary: `Stream every ${resource.slice(0, -1)} matching the filters, in primary-key order, from one snapshot`,
+          summary: `Stream every ${resource.slice(0, -1)} matching the filters, each once, from one snapshot`,
           description:
             'The body streams as PostgreSQL produces it (gzip when the request accepts it). A failure before the first row is a problem; one later cuts the response short (no final chunk), so a client can tell an incomplete download.',
           querystring: streamQuerySchema(descriptor),

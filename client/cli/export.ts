@@ -9,7 +9,7 @@ import { saveBody } from './save.ts'
 
 export const exportUsage = `Usage: bulk-io export <${resources.join('|')}> [options]
 
-Streams every row of the resource (or those the filters keep), in primary-key order, to a file or
+Streams every row of the resource (or those the filters keep), each once, to a file or
 to stdout.
 
 Options:

@@ -45,6 +45,17 @@ export async function run<Built extends Compilable<unknown>>(
   return Array.from(rows) as unknown as InferResult<Built>
 }
 
+/** Runs a statement built with `query` on `sql`: the number of rows it wrote (an insert without `returning`). */
+export async function runCount(
+  sql: Sql,
+  built: Compilable<unknown>,
+  options: { prepare?: boolean } = {},
+): Promise<number> {
+  const compiled = built.compile()
+  const result = await sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: options.prepare ?? true })
+  return result.count
+}
+
 /** The first row of `run`, or undefined. */
 export async function runFirst<Built extends Compilable<unknown>>(
   sql: Sql,

@@ -7,7 +7,7 @@ import {
   sql,
 } from 'kysely'
 import type { Sql } from './connection.ts'
-import { run } from './query.ts'
+import { run, runCount } from './query.ts'
 
 // The shared shape of the resources' bulk upserts (each descriptor's, resources/<name>.ts).
 //
@@ -170,10 +170,9 @@ export async function insertNewRange(
   to: number,
   valid: number,
 ): Promise<AppliedRange> {
-  const compiled = statement.insertNew({ params, from, to }).compile()
   // Not prepared, like the upsert (db/query.ts).
-  const result = await sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: false })
-  if (result.count !== valid) throw new Error(`the insert-first statement inserted ${result.count} of ${valid} records`)
+  const inserted = await runCount(sql, statement.insertNew({ params, from, to }), { prepare: false })
+  if (inserted !== valid) throw new Error(`the insert-first statement inserted ${inserted} of ${valid} records`)
   return { inserted: valid, updated: 0, errors: [], touched: new Set() }
 }
 

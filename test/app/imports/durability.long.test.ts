@@ -138,12 +138,28 @@ t.test('two processes share the jobs: each runs once; killing the owner hands it
   ]
   const addresses = (await Promise.all(processes.map(listeningAddress))) as [string, string]
   await Promise.all(processes.map((server) => server.waitForLog((line) => line.msg === 'ready')))
+  t.teardown(() => {
+    if (t.passing()) return
+    // What each process did with the jobs, to tell a lost log line from a job run twice or failed.
+    processes.forEach((server, index) => {
+      const lines = server.logs.filter((line) => line.job_id !== undefined || (line.level as number) >= 40)
+      t.comment(`process ${index}:\n${lines.map((line) => JSON.stringify(line)).join('\n')}`)
+    })
+  })
 
   const ids = await Promise.all(Array.from({ length: 6 }, (_, index) => upload(addresses[index % 2] as string, small)))
   for (const id of ids) await waitFor(async () => ((await job(addresses[0] as string, id)).done ? true : undefined))
   // Two processes may claim two imports of users at once: the one that finds the resource's
-  // write lock taken goes back to the queue unrun (deferred), and runs later.
-  const finishes = processes.flatMap((server) => server.logs.filter((line) => line.msg === 'import finished'))
+  // write lock taken goes back to the queue unrun (deferred), and runs later. A job is done once
+  // its row commits; its log line comes after, from its thread through the process's stdout (a
+  // busy machine delays it by seconds): wait for every job's line, then for strays.
+  const finishedLines = () =>
+    processes.flatMap((server) => server.logs.filter((line) => line.msg === 'import finished'))
+  await waitFor(async () =>
+    ids.every((id) => finishedLines().some((line) => line.job_id === id)) ? true : undefined,
+  ).catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const finishes = finishedLines()
   t.same(
     finishes.map((line) => line.job_id).sort(),
     [...ids].sort(),

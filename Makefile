@@ -6,6 +6,10 @@ export REDOCLY_TELEMETRY := off
 # threads, the tests and the benchmarks start faster, and each thread of the service stays about
 # 17 MB smaller (app/server.ts). Set it to another directory, or NODE_DISABLE_COMPILE_CACHE=1.
 export NODE_COMPILE_CACHE ?= $(CURDIR)/.data/compile-cache
+# glibc gives each thread that allocates its own malloc arena; the service's job and validation
+# threads then hold ~37 MB more (peak RSS of a 1M-row import: 247 MB with the default, 210 MB
+# with 2, no slower; docs/benchmarks.md). The Dockerfile sets the same.
+export MALLOC_ARENA_MAX ?= 2
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 SHELL := /bin/bash
 DOCKER_UP := $(shell docker info >/dev/null 2>&1 && echo yes)

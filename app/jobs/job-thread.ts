@@ -97,6 +97,12 @@ const pool = new Tinypool({
   // collects that garbage early instead of growing the resident set.
   resourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
 })
+// This thread starts when a job waits: the validation threads start and load now, beside the
+// claim and the opening of the source, rather than when the first batch comes (a fresh thread
+// takes a few tenths of a second). They end after idleTimeout, as usual.
+for (let thread = 0; thread < settings.importThreads; thread++) {
+  pool.run(settings.resourceModules, { name: 'warmUp' }).catch(() => {})
+}
 const stopping = new AbortController()
 const running = new Set<Promise<void>>()
 

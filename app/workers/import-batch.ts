@@ -88,6 +88,14 @@ function validatorOf(module: string): Promise<Validate> {
   return loaded
 }
 
+/**
+ * A tinypool task of its own (`name: 'warmUp'`): loads the validators of `modules`, so that the
+ * thread is started and loaded before the first batch comes (app/jobs/job-thread.ts).
+ */
+export async function warmUp(modules: readonly string[]): Promise<void> {
+  await Promise.all(modules.map(validatorOf))
+}
+
 const utf8 = new TextDecoder('utf-8')
 
 // Below the main thread: on Linux each thread has a niceness of its own (set through its thread

@@ -97,12 +97,20 @@ const pool = new Tinypool({
   // collects that garbage early instead of growing the resident set.
   resourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
 })
-// This thread starts when a job waits: the validation threads start and load now, beside the
-// claim and the opening of the source, rather than when the first batch comes (a fresh thread
-// takes a few tenths of a second). They end after idleTimeout, as usual.
-for (let thread = 0; thread < settings.importThreads; thread++) {
-  pool.run(settings.resourceModules, { name: 'warmUp' }).catch(() => {})
+
+/**
+ * Starts the validation threads when an import begins and none runs (the first import, or the
+ * first after they ended idle): they load beside the opening of the source and the first split,
+ * rather than when the first batch comes (a fresh thread takes a few tenths of a second). An
+ * export needs none, and starts none.
+ */
+function warmUpValidation(): void {
+  if (pool.threads.length > 0) return
+  for (let thread = 0; thread < settings.importThreads; thread++) {
+    pool.run(settings.resourceModules, { name: 'warmUp' }).catch(() => {})
+  }
 }
+
 const stopping = new AbortController()
 const running = new Set<Promise<void>>()
 
@@ -163,6 +171,7 @@ async function runImportJob(job: ImportJobRow): Promise<void> {
   if (settings.exitOnSourceFilename !== undefined && job.source_filename === settings.exitOnSourceFilename) {
     process.exit(70) // a fault injected by a test: in a worker thread, this ends the thread only
   }
+  warmUpValidation()
   let outcome: RunOutcome = 'lost'
   try {
     outcome = await runImport(job, {

@@ -40,8 +40,7 @@ export async function run<Built extends Compilable<unknown>>(
   built: Built,
   options: { prepare?: boolean } = {},
 ): Promise<InferResult<Built>> {
-  const compiled = built.compile()
-  const rows = await sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: options.prepare ?? true })
+  const rows = await execute(sql, built, options)
   return Array.from(rows) as unknown as InferResult<Built>
 }
 
@@ -51,9 +50,13 @@ export async function runCount(
   built: Compilable<unknown>,
   options: { prepare?: boolean } = {},
 ): Promise<number> {
+  return (await execute(sql, built, options)).count
+}
+
+/** Compiles a statement and runs it on `sql`, prepared unless told otherwise: postgres.js's result. */
+function execute(sql: Sql, built: Compilable<unknown>, options: { prepare?: boolean }) {
   const compiled = built.compile()
-  const result = await sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: options.prepare ?? true })
-  return result.count
+  return sql.unsafe(compiled.sql, compiled.parameters as never[], { prepare: options.prepare ?? true })
 }
 
 /** The first row of `run`, or undefined. */

@@ -47,7 +47,8 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Config
 
 /** Strict text conversion: "1.5" is not an integer and "yes" is not a boolean. */
 function convert(schema: TSchema, text: string): unknown {
-  if (schema.type === 'integer' && /^-?\d+$/.test(text)) return Number(text)
+  const integer = schema.type === 'integer' || schema.anyOf?.some((option: TSchema) => option.type === 'integer')
+  if (integer && /^-?\d+$/.test(text)) return Number(text)
   if (schema.type === 'boolean' && /^(true|false|1|0)$/i.test(text)) return /^(true|1)$/i.test(text)
   return text
 }

@@ -50,7 +50,7 @@ export default fp(
       logLevel: config.LOG_LEVEL,
       importDir: app.storage.importDir,
       workerPoolSize: config.WORKER_POOL_SIZE,
-      importThreads: config.IMPORT_THREADS || Math.max(1, availableParallelism() - 1),
+      importThreads: config.IMPORT_THREADS === 'auto' ? Math.max(1, availableParallelism() - 1) : config.IMPORT_THREADS,
       leaseSeconds: config.JOB_LEASE_SECONDS,
       maxRecordBytes: config.RECORD_MAX_BYTES,
       maxErrorsPerJob: config.IMPORT_MAX_ERRORS,

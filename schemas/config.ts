@@ -86,11 +86,11 @@ export const ConfigSchema = Type.Object({
     maximum: 100_000,
     description: 'Records per batch: one upsert statement and one transaction each.',
   }),
-  IMPORT_THREADS: Type.Integer({
-    default: 0,
-    minimum: 0,
-    maximum: 256,
-    description: 'Worker threads that parse and validate import batches; 0: one per CPU core but one.',
+  IMPORT_THREADS: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 0, maximum: 256 })], {
+    default: 'auto',
+    expected: 'auto or an integer from 0 to 256',
+    description:
+      'Threads that parse and validate import batches; auto: one per CPU core but one (at least one); 0: none, the job thread does it (~20 MB less, slower).',
   }),
   RUN_JOBS: Type.Boolean({
     default: true,

@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type Tinypool from 'tinypool'
 import type { Sql } from '../../db/connection.ts'
 import {
   deferImportJob,
@@ -13,6 +12,7 @@ import {
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
+import type { BatchValidation } from '../workers/batch-validation.ts'
 // Types only: the worker module itself runs in the worker threads, never here.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
 import {
@@ -69,7 +69,8 @@ export interface ImportRun {
   sql: Sql
   /** Connections for the batches: each job reserves up to two while it writes. */
   writeSql: Sql
-  pool: Tinypool
+  /** Where batches are parsed and validated (validation threads, or this thread). */
+  validation: BatchValidation
   /** The resources a job may name (the app's). */
   resources: readonly ResourceDescriptor[]
   /** This process's identity in lease_owner. */
@@ -253,7 +254,7 @@ async function execute(
     showWaiting: (waiting: JobWaiting | null) => setImportWaiting(run.sql, job.id, run.owner, waiting),
   }
   const writer: BatchWriter = job.dry_run ? new DryRunWriter(context) : new LaneWriter(context)
-  const depth = Math.max(2, run.pool.options.maxThreads + 1)
+  const depth = run.validation.parallelism + 1
   const inFlight: { batch: RecordBatch; bytesRead: number; result: Promise<BatchResult> }[] = []
 
   const dispatch = (batch: RecordBatch, bytesRead: number) => {
@@ -276,7 +277,7 @@ async function execute(
       naturalKey: resource.naturalKey,
       maxRecordBytes: run.maxRecordBytes,
     }
-    const result = run.pool.run(task, { transferList: [batch.chunk.buffer as ArrayBuffer] }) as Promise<BatchResult>
+    const result = run.validation.validate(task)
     result.catch(() => {}) // awaited in order below; never an unhandled rejection if we stop early
     inFlight.push({ batch, bytesRead, result })
   }

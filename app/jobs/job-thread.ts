@@ -2,7 +2,6 @@ import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
-import Tinypool from 'tinypool'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportJobRow } from '../../db/exports.ts'
@@ -15,10 +14,11 @@ import { downloadSource } from '../imports/download.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
 import { inspectSource } from '../imports/source.ts'
 import { UnknownFields } from '../imports/unknown-fields.ts'
+import { batchValidation } from '../workers/batch-validation.ts'
 
 // The jobs of a process (imports and async exports) run in this thread, not on the main thread:
-// reading and splitting sources, dispatching batches to the validation threads, driving the
-// database writes and hashing export files allocate a lot, and their garbage collection and
+// reading and splitting sources, validating batches (app/workers/batch-validation.ts), driving
+// the database writes and hashing export files allocate a lot, and their garbage collection and
 // callbacks would delay the HTTP requests (a client polling its job's status) that the main
 // thread serves. The main thread claims the jobs and sends them here (plugins/jobs.ts); this
 // thread reports back how each ended, and its metrics.
@@ -32,6 +32,7 @@ export interface JobThreadData {
   logLevel: string
   importDir: string
   workerPoolSize: number
+  /** Validation threads; 0: the job thread validates its batches itself (app/workers/batch-validation.ts). */
   importThreads: number
   leaseSeconds: number
   maxRecordBytes: number
@@ -87,29 +88,7 @@ const writes = connect(settings.databaseUrl, {
   connectTimeoutSeconds: settings.connectTimeoutSeconds,
   applicationName: 'bulk-io import',
 })
-const pool = new Tinypool({
-  filename: new URL('../workers/import-batch.ts', import.meta.url).href,
-  minThreads: 0,
-  execArgv: settings.execArgv,
-  maxThreads: settings.importThreads,
-  idleTimeout: 30_000,
-  // Workers allocate fast (decoded text, parsed records, SQL literals): a small young generation
-  // collects that garbage early instead of growing the resident set.
-  resourceLimits: { maxYoungGenerationSizeMb: 12, maxOldGenerationSizeMb: 256 },
-})
-
-/**
- * Starts the validation threads when an import begins and none runs (the first import, or the
- * first after they ended idle): they load beside the opening of the source and the first split,
- * rather than when the first batch comes (a fresh thread takes a few tenths of a second). An
- * export needs none, and starts none.
- */
-function warmUpValidation(): void {
-  if (pool.threads.length > 0) return
-  for (let thread = 0; thread < settings.importThreads; thread++) {
-    pool.run(settings.resourceModules, { name: 'warmUp' }).catch(() => {})
-  }
-}
+const validation = batchValidation(settings.importThreads, settings.execArgv)
 
 const stopping = new AbortController()
 const running = new Set<Promise<void>>()
@@ -171,13 +150,13 @@ async function runImportJob(job: ImportJobRow): Promise<void> {
   if (settings.exitOnSourceFilename !== undefined && job.source_filename === settings.exitOnSourceFilename) {
     process.exit(70) // a fault injected by a test: in a worker thread, this ends the thread only
   }
-  warmUpValidation()
+  validation.warmUp(settings.resourceModules)
   let outcome: RunOutcome = 'lost'
   try {
     outcome = await runImport(job, {
       sql: bookkeeping.sql,
       writeSql: writes.sql,
-      pool,
+      validation,
       resources,
       owner: settings.owner,
       leaseSeconds: settings.leaseSeconds,
@@ -242,7 +221,7 @@ port.on('message', (message: ToJobThread) => {
     stopping.abort()
     void (async () => {
       await Promise.allSettled([...running])
-      await pool.destroy()
+      await validation.close()
       await Promise.allSettled([bookkeeping.close(), writes.close()])
       post({ type: 'closed' })
       port.close()

@@ -1,13 +1,12 @@
 import { isAscii, isUtf8 } from 'node:buffer'
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { loadResources, type ResourceDescriptor } from '../../resources/index.ts'
 import { parseCsvFields } from '../imports/csv-record.ts'
 import { UNKNOWN_FIELD_NAME_MAX_LENGTH, UNKNOWN_FIELDS_LISTED } from '../imports/unknown-fields.ts'
 import { type FieldError, type Row, type Source, storableText } from './fields.ts'
 
-// The tinypool task of an import: a batch of whole records arrives as raw bytes (split by the
-// main thread, transferred without a copy); they are decoded, parsed and validated here, and only
+// The batch task of an import, run in a validation thread (validation-thread.ts) or in the job
+// thread itself (batch-validation.ts): a batch of whole records arrives as raw bytes (split by the
+// job thread, transferred to a validation thread without a copy); they are decoded, parsed and validated here, and only
 // the outcome goes back: the valid rows already serialized as PostgreSQL array literals (one
 // string per column, the parameters of the resource's upsert) and the per-record errors. Parsed
 // objects never cross threads: structured-cloning them costs as much as validating them.
@@ -89,8 +88,8 @@ function validatorOf(module: string): Promise<Validate> {
 }
 
 /**
- * A tinypool task of its own (`name: 'warmUp'`): loads the validators of `modules`, so that the
- * thread is started and loaded before the first batch comes (app/jobs/job-thread.ts).
+ * A task of its own (tinypool's `name: 'warmUp'`): loads the validators of `modules`, so that the
+ * thread is started and loaded before the first batch comes (batch-validation.ts).
  */
 export async function warmUp(modules: readonly string[]): Promise<void> {
   await Promise.all(modules.map(validatorOf))
@@ -98,15 +97,7 @@ export async function warmUp(modules: readonly string[]): Promise<void> {
 
 const utf8 = new TextDecoder('utf-8')
 
-// Below the main thread: on Linux each thread has a niceness of its own (set through its thread
-// id; pid 0 would mean the whole process), and API requests (a client polling its job's status)
-// must not queue behind validation. Elsewhere there is no /proc/thread-self: no matter.
-try {
-  const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop())
-  if (threadId > 0) setPriority(threadId, 10)
-} catch {}
-
-/** The tinypool entry point. */
+/** The batch task (tinypool's entry point). */
 export default async function importBatch(task: BatchTask): Promise<BatchResult> {
   const validate = await validatorOf(task.resource)
   const source: Source = task.format === 'csv' ? 'csv' : 'json'

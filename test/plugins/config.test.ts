@@ -169,3 +169,20 @@ t.test(
     })
   },
 )
+
+t.test('IMPORT_THREADS is auto or a thread count, 0 included', async (t) => {
+  t.equal(loadConfig({}).IMPORT_THREADS, 'auto')
+  t.equal(loadConfig({ IMPORT_THREADS: 'auto' }).IMPORT_THREADS, 'auto')
+  t.equal(loadConfig({ IMPORT_THREADS: '0' }).IMPORT_THREADS, 0)
+  t.equal(loadConfig({ IMPORT_THREADS: ' 3 ' }).IMPORT_THREADS, 3)
+  for (const text of ['-1', '1.5', '257', 'AUTO', 'two']) {
+    t.same(
+      rejection({ IMPORT_THREADS: text }),
+      rejected(
+        'IMPORT_THREADS',
+        `invalid configuration: IMPORT_THREADS="${text}" is not auto or an integer from 0 to 256`,
+      ),
+      text,
+    )
+  }
+})

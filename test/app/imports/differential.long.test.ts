@@ -22,11 +22,14 @@ import {
 // files full of repeated ids, emails in other cases, missing ids, invalid values, missing
 // references and natural keys that move from row to row are imported with BATCH_SIZE 1, 7 and
 // 1000, each into a fresh database, and compared with test/import-oracle.ts: the counters, the
-// failed records with their errors, and the tables.
+// failed records with their errors, and the tables. Each batch size runs with its own number of
+// validation threads, so that both ways of validating batches are held to it: in the job thread
+// (IMPORT_THREADS 0) and in threads whose batches come back in any order (1, 2).
 //
 // A failure names its seed; `DIFFERENTIAL_SEED=<seed>` runs only that seed for every scenario.
 
 const BATCH_SIZES = [1, 7, 1000]
+const IMPORT_THREADS: Record<number, string> = { 1: '1', 7: '2', 1000: '0' }
 
 // ---------------------------------------------------------------------------------------------
 // Reproducible randomness
@@ -547,7 +550,8 @@ async function importFile(app: FastifyInstance, resource: Resource, file: Import
 async function checkBatchSize(t: Test, scenario: Scenario, seed: number, batchSize: number) {
   const { setup, file } = scenario.files(seed)
   const oracle = new OracleDatabase()
-  const app = await buildTestApp(t, { environment: { BATCH_SIZE: String(batchSize) } })
+  const threads = IMPORT_THREADS[batchSize] as string
+  const app = await buildTestApp(t, { environment: { BATCH_SIZE: String(batchSize), IMPORT_THREADS: threads } })
   app.jobs.start()
   for (const setupFile of setup) {
     const resource = setupFile.filename.split('.')[0] as Resource
@@ -560,7 +564,7 @@ async function checkBatchSize(t: Test, scenario: Scenario, seed: number, batchSi
   if (batchSize === BATCH_SIZES[0])
     t.comment(`seed ${seed}: the oracle expects`, expected.counters, codeCounts(expected))
   const job = await importFile(app, scenario.resource, file)
-  const context = `seed ${seed}, BATCH_SIZE ${batchSize}`
+  const context = `seed ${seed}, BATCH_SIZE ${batchSize}, IMPORT_THREADS ${threads}`
   t.equal(job.status, 'completed', `${context}: the job completes`)
   t.same(job.counters, expected.counters, `${context}: counters`)
   const failures = await importedFailures(app, job.id)

@@ -8,7 +8,7 @@
  *
  * Settings come from the environment, as make passes them: ROWS (1000000), RUNS (3),
  * BENCH_DATABASE_URL (the local PostgreSQL; it must allow creating and dropping a database),
- * BENCH_PORT, DEFECT_RATE (0), BATCH_SIZE (5000), PGLOADER (auto: when installed; 0 or 1),
+ * BENCH_PORT, DEFECT_RATE (0), BATCH_SIZE (5000), WARM_UP (1000 rows; 0: none), PGLOADER (auto: when installed; 0 or 1),
  * BENCH_OUT (the JSON file; `all` writes .data/bench/bench-<UTC time>.json without it).
  * docs/benchmarks.md says what each figure means.
  */
@@ -32,7 +32,7 @@ import {
 } from './report.ts'
 
 const usage = `usage: node bench/run.ts import|export|all|compare [BASE NEW]
-  import   RESOURCE=users|articles|comments FORMAT=csv|ndjson|json ROWS RUNS DEFECT_RATE BATCH_SIZE PGLOADER
+  import   RESOURCE=users|articles|comments FORMAT=csv|ndjson|json ROWS RUNS DEFECT_RATE BATCH_SIZE WARM_UP PGLOADER
   export   ROWS RUNS (users and articles; RESOURCES, FORMATS narrow it)
   all      ROWS RUNS BENCH_OUT: every scenario, one table, the results as JSON
   compare  BASE=file NEW=file (default: the two newest files of .data/bench/)`
@@ -109,6 +109,7 @@ function importSettings(base: Common, resource: Resource, format: Format, pgload
     runs: base.runs,
     defectRate,
     batchSize: integerSetting('BATCH_SIZE', 5000, 1),
+    warmUpRows: integerSetting('WARM_UP', 1000, 0),
     pgloader: pgloader && format === 'csv',
   }
 }
@@ -164,7 +165,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
     await bench(
       'import',
       base,
-      { batch_size: settings.batchSize, defect_rate: settings.defectRate },
+      { batch_size: settings.batchSize, defect_rate: settings.defectRate, warm_up_rows: settings.warmUpRows },
       (context) => benchImport(context, settings),
       process.env.BENCH_OUT || undefined,
     )
@@ -195,7 +196,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
     await bench(
       'all',
       base,
-      { batch_size: first.batchSize, defect_rate: first.defectRate },
+      { batch_size: first.batchSize, defect_rate: first.defectRate, warm_up_rows: first.warmUpRows },
       async (context) => {
         const results: ScenarioResult[] = []
         for (const [resource, format] of imports) {

@@ -13,7 +13,7 @@ import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import type { BatchValidation } from '../workers/batch-validation.ts'
-// Types only: the worker module itself runs in the worker threads, never here.
+// Types only: batch-validation.ts runs the batch task, in validation threads or in this one.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
 import {
   type BatchStatement,

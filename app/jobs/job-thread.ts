@@ -1,5 +1,3 @@
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
 import { connect } from '../../db/connection.ts'
@@ -15,6 +13,7 @@ import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-i
 import { inspectSource } from '../imports/source.ts'
 import { UnknownFields } from '../imports/unknown-fields.ts'
 import { batchValidation } from '../workers/batch-validation.ts'
+import { lowerThreadPriority } from '../workers/thread-priority.ts'
 
 // The jobs of a process (imports and async exports) run in this thread, not on the main thread:
 // reading and splitting sources, validating batches (app/workers/batch-validation.ts), driving
@@ -69,11 +68,8 @@ const settings = workerData as JobThreadData
 const port = parentPort as NonNullable<typeof parentPort>
 const post = (message: FromJobThread) => port.postMessage(message)
 
-// Below the main thread, above the validation threads (see app/workers/import-batch.ts).
-try {
-  const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop())
-  if (threadId > 0) setPriority(threadId, 5)
-} catch {}
+// Below the main thread, above the validation threads (app/workers/validation-thread.ts).
+lowerThreadPriority(5)
 
 const resources = await loadResources(settings.resourceModules)
 const log = pino({ level: settings.logLevel, timestamp: pino.stdTimeFunctions.isoTime })

@@ -5,11 +5,12 @@ import { UNKNOWN_FIELD_NAME_MAX_LENGTH, UNKNOWN_FIELDS_LISTED } from '../imports
 import { type FieldError, type Row, type Source, storableText } from './fields.ts'
 
 // The batch task of an import, run in a validation thread (validation-thread.ts) or in the job
-// thread itself (batch-validation.ts): a batch of whole records arrives as raw bytes (split by the
-// job thread, transferred to a validation thread without a copy); they are decoded, parsed and validated here, and only
-// the outcome goes back: the valid rows already serialized as PostgreSQL array literals (one
-// string per column, the parameters of the resource's upsert) and the per-record errors. Parsed
-// objects never cross threads: structured-cloning them costs as much as validating them.
+// thread itself (batch-validation.ts): a batch of whole records arrives as raw bytes (split by
+// the job thread, transferred to a validation thread without a copy); they are decoded, parsed
+// and validated here, and only the outcome goes back: the valid rows already serialized as
+// PostgreSQL array literals (one string per column, the parameters of the resource's upsert) and
+// the per-record errors. Parsed objects never cross threads: structured-cloning them costs as
+// much as validating them.
 //
 // A little longer than most: decoding, the CSV and JSON parsers' entry points and the serialization
 // of rows for the upsert are one task, timed as one stage.

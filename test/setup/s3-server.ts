@@ -1,0 +1,190 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir, userInfo } from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+
+// A real S3-compatible server for the tests of object storage: OpenStack Swift with its s3api
+// middleware (Debian packages swift-proxy, swift-object, swift-container, swift-account,
+// memcached; .ci/run installs them). It checks SigV4 signatures, presigned URLs, multipart
+// uploads and ranged reads as S3 does, which no server on npm does. Each call starts its own: a
+// scratch directory, free ports, one device and one replica, and stops it all afterwards.
+
+const run = promisify(execFile)
+
+export interface S3Server {
+  /** The S3 endpoint (path-style addressing). */
+  endpoint: string
+  region: string
+  accessKeyId: string
+  secretAccessKey: string
+  stop(): Promise<void>
+}
+
+/** Swift's packages, as `apt-get install` names them. */
+export const SWIFT_PACKAGES = 'swift-proxy swift-object swift-container swift-account memcached python3-swift'
+
+/** The S3 credentials of the tempauth user the server is given (Swift account `test`, user `tester`). */
+const ACCESS_KEY_ID = 'test:tester'
+const SECRET_ACCESS_KEY = 'testing'
+const REGION = 'us-east-1'
+
+const RINGS = ['account', 'container', 'object'] as const
+
+// The proxy's middleware, in Swift's documented order; s3api before tempauth, which checks the keys.
+const PROXY_PIPELINE = [
+  'catch_errors',
+  'gatekeeper',
+  'healthcheck',
+  'proxy-logging',
+  'cache',
+  'listing_formats',
+  'bulk',
+  'tempurl',
+  's3api',
+  'tempauth',
+  'copy',
+  'slo',
+  'dlo',
+  'versioned_writes',
+  'symlink',
+  'proxy-logging',
+  'proxy-server',
+]
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  if (address === null || typeof address === 'string') throw new Error('no free port')
+  return address.port
+}
+
+function ini(sections: Record<string, Record<string, string | number>>): string {
+  return Object.entries(sections)
+    .map(
+      ([name, values]) =>
+        `[${name}]\n${Object.entries(values)
+          .map(([key, value]) => `${key} = ${value}`)
+          .join('\n')}\n`,
+    )
+    .join('\n')
+}
+
+/**
+ * Starts Swift (three storage servers, the proxy with s3api, memcached for its tokens) and waits
+ * until its health check answers (a few seconds).
+ * @throws when Swift is not installed, or does not answer within 60 s (its logs in the message).
+ */
+export async function startS3Server(): Promise<S3Server> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'bulk-io-swift-'))
+  const processes: ChildProcess[] = []
+  const stop = async () => {
+    for (const child of processes) if (child.exitCode === null) child.kill('SIGTERM')
+    await Promise.all(
+      processes.map((child) =>
+        child.exitCode !== null || child.signalCode !== null
+          ? undefined
+          : new Promise((resolve) => child.once('exit', resolve)),
+      ),
+    )
+    await rm(directory, { recursive: true, force: true })
+  }
+  try {
+    // The servers run as this user (they drop privileges to `user`): no chown of the device.
+    const user = userInfo().username
+    await mkdir(path.join(directory, 'node', 'd1'), { recursive: true })
+    const ports = { memcached: await freePort(), proxy: await freePort() } as Record<string, number>
+    for (const ring of RINGS) {
+      const port = await freePort()
+      ports[ring] = port
+      const builder = path.join(directory, `${ring}.builder`)
+      await run('swift-ring-builder', [builder, 'create', '6', '1', '1'])
+      await run('swift-ring-builder', [builder, 'add', `r1z1-127.0.0.1:${port}/d1`, '100'])
+      await run('swift-ring-builder', [builder, 'rebalance'])
+      const defaults = {
+        devices: path.join(directory, 'node'),
+        mount_check: 'false',
+        bind_ip: '127.0.0.1',
+        bind_port: port,
+        workers: 1,
+        swift_dir: directory,
+        user,
+        log_level: 'WARNING',
+      }
+      await writeFile(
+        path.join(directory, `${ring}-server.conf`),
+        ini({
+          DEFAULT: defaults,
+          'pipeline:main': { pipeline: `${ring}-server` },
+          [`app:${ring}-server`]: { use: `egg:swift#${ring}` },
+        }),
+      )
+    }
+    const filters: Record<string, Record<string, string | number>> = {}
+    for (const name of new Set(PROXY_PIPELINE.slice(0, -1))) {
+      filters[`filter:${name}`] = { use: `egg:swift#${name.replace('-', '_')}` }
+    }
+    filters['filter:tempauth'] = { use: 'egg:swift#tempauth', user_test_tester: 'testing .admin' }
+    filters['filter:cache'] = { use: 'egg:swift#memcache', memcache_servers: `127.0.0.1:${ports.memcached}` }
+    filters['filter:s3api'] = { use: 'egg:swift#s3api', location: REGION }
+    await writeFile(
+      path.join(directory, 'proxy-server.conf'),
+      ini({
+        DEFAULT: {
+          bind_ip: '127.0.0.1',
+          bind_port: ports.proxy as number,
+          workers: 1,
+          swift_dir: directory,
+          user,
+          log_level: 'WARNING',
+        },
+        'pipeline:main': { pipeline: PROXY_PIPELINE.join(' ') },
+        'app:proxy-server': { use: 'egg:swift#proxy', account_autocreate: 'true' },
+        ...filters,
+      }),
+    )
+
+    const output = new Map<string, Buffer[]>()
+    const start = (name: string, command: string, args: string[]) => {
+      const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      const chunks: Buffer[] = []
+      output.set(name, chunks)
+      child.stdout?.on('data', (chunk: Buffer) => chunks.push(chunk))
+      child.stderr?.on('data', (chunk: Buffer) => chunks.push(chunk))
+      child.on('error', (error) => chunks.push(Buffer.from(String(error)))) // not installed
+      processes.push(child)
+    }
+    const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64']
+    start('memcached', 'memcached', user === 'root' ? [...memcachedArgs, '-u', 'nobody'] : memcachedArgs)
+    for (const ring of RINGS) {
+      start(ring, `swift-${ring}-server`, [path.join(directory, `${ring}-server.conf`)])
+    }
+    start('proxy', 'swift-proxy-server', [path.join(directory, 'proxy-server.conf')])
+
+    const endpoint = `http://127.0.0.1:${ports.proxy}`
+    const deadline = Date.now() + 60_000
+    for (;;) {
+      const healthy = await fetch(`${endpoint}/healthcheck`).then(
+        (response) => response.ok,
+        () => false,
+      )
+      if (healthy) break
+      const ended = processes.find((child) => child.exitCode !== null || child.signalCode !== null)
+      if (ended || Date.now() > deadline) {
+        const logs = [...output].map(([name, chunks]) => `${name}: ${Buffer.concat(chunks).toString().slice(-2000)}`)
+        throw new Error(
+          `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'no health check within 60 s'}\n${logs.join('\n')}`,
+        )
+      }
+      await sleep(200)
+    }
+    return { endpoint, region: REGION, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}

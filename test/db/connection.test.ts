@@ -55,6 +55,42 @@ t.test('a reserved connection ended mid-transaction: its queries settle, the poo
   }
 })
 
+t.test('a reservation whose connection ended fails fast, even once the pool reconnects that connection', async (t) => {
+  const url = await createTestDatabase(t)
+  // One connection: after it ends, the pool's next query reconnects the very connection the
+  // reservation held. A query then sent on the reservation must not go down that new session
+  // (it would be sent before the session's start-up and never be answered).
+  const service = connect(url, { max: 1 })
+  const killer = connect(url, { max: 1 })
+  t.teardown(async () => {
+    await service.close(1)
+    await killer.close(1)
+  })
+  const { sql } = service
+  const outcome = (query: Promise<unknown>) =>
+    Promise.race([
+      query.then(
+        () => 'ran',
+        (error) => error.code,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('no answer within 5 s'), 5000)),
+    ])
+  for (let round = 0; round < 3; round++) {
+    const lane = await sql.reserve()
+    const [{ pid } = { pid: 0 }] = await lane<{ pid: number }[]>`select pg_backend_pid() as pid`
+    await lane.unsafe('begin')
+    const running = outcome(lane`select pg_sleep(5)`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await killer.sql`select pg_terminate_backend(${pid})`
+    t.not(await running, 'ran', `round ${round}: the statement in flight failed`)
+    const pooled = outcome(sql`select 1 as one`) // reconnects the connection
+    t.equal(await outcome(lane.unsafe('rollback')), 'CONNECTION_CLOSED', `round ${round}: the reservation is done`)
+    t.equal(await pooled, 'ran', `round ${round}: the pool's query ran`)
+    lane.release()
+    t.equal(await outcome(sql`select 1 as one`), 'ran', `round ${round}: the pool serves after the release`)
+  }
+})
+
 t.test('a transaction (sql.begin) ended mid-statement rejects, and the process goes on', async (t) => {
   const { sql, terminate } = await pools(t)
   let pid = 0

@@ -6,9 +6,9 @@ import { createTestDatabase } from '../db.ts'
 // query settles with an error, nothing stops the process, and the pool serves again. postgres.js
 // 3.4.9 does not do all of this by itself: patches/ carries the fixes (README, layout).
 
-async function pools(t: Test) {
+async function pools(t: Test, max = 3) {
   const url = await createTestDatabase(t)
-  const service = connect(url, { max: 3 })
+  const service = connect(url, { max })
   const killer = connect(url, { max: 1 })
   t.teardown(async () => {
     await service.close(1)
@@ -56,17 +56,10 @@ t.test('a reserved connection ended mid-transaction: its queries settle, the poo
 })
 
 t.test('a reservation whose connection ended fails fast, even once the pool reconnects that connection', async (t) => {
-  const url = await createTestDatabase(t)
   // One connection: after it ends, the pool's next query reconnects the very connection the
   // reservation held. A query then sent on the reservation must not go down that new session
   // (it would be sent before the session's start-up and never be answered).
-  const service = connect(url, { max: 1 })
-  const killer = connect(url, { max: 1 })
-  t.teardown(async () => {
-    await service.close(1)
-    await killer.close(1)
-  })
-  const { sql } = service
+  const { sql, terminate } = await pools(t, 1)
   const outcome = (query: Promise<unknown>) =>
     Promise.race([
       query.then(
@@ -81,7 +74,7 @@ t.test('a reservation whose connection ended fails fast, even once the pool reco
     await lane.unsafe('begin')
     const running = outcome(lane`select pg_sleep(5)`)
     await new Promise((resolve) => setTimeout(resolve, 100))
-    await killer.sql`select pg_terminate_backend(${pid})`
+    await terminate(pid)
     t.not(await running, 'ran', `round ${round}: the statement in flight failed`)
     const pooled = outcome(sql`select 1 as one`) // reconnects the connection
     t.equal(await outcome(lane.unsafe('rollback')), 'CONNECTION_CLOSED', `round ${round}: the reservation is done`)

@@ -100,7 +100,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: 200 once migrations ran and the database answers; 503 while draining */
+        /** Readiness: 200 once migrations ran and the database (and with STORAGE=s3 the store) answers; 503 while draining */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -990,6 +990,13 @@ export interface operations {
                     "*/*": string;
                 };
             };
+            /** @description With STORAGE=s3 and EXPORT_DOWNLOAD_REDIRECT=true: the file at a presigned URL of the store (`Location`, valid S3_PRESIGN_TTL_SECONDS), which answers Range requests itself. */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Not modified (If-None-Match matched the ETag). */
             304: {
                 headers: {
@@ -1127,7 +1134,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not ready: `reason` is `draining`, `database_down` or `migrations_pending`. */
+            /** @description Not ready: `reason` is `draining`, `database_down`, `store_down` or `migrations_pending`. */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -248,3 +248,10 @@ export async function sweepExpiredExports(
     )
     returning file_name as "fileName", resource, downloaded_at is not null as fetched`
 }
+
+/** Which of these keys are the files of exports not yet swept (the rest are orphans). */
+export async function liveExportFiles(sql: Sql, keys: string[]): Promise<Set<string>> {
+  const rows = await sql<{ file_name: string }[]>`
+    select file_name from export_jobs where file_name = any(${keys}::text[]) and file_deleted_at is null`
+  return new Set(rows.map((row) => row.file_name))
+}

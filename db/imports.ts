@@ -350,7 +350,7 @@ export async function recordDownloadedSource(
   source: {
     path: string
     sizeBytes: number
-    sha256: string
+    sha256: string | null
     format: 'csv' | 'ndjson' | 'json'
     warnings: string[]
     unknownFields: { names: string[]; more: boolean }
@@ -396,4 +396,11 @@ export async function requestImportCancel(
     }
     return { job, alreadyDone: true }
   })
+}
+
+/** Which of these keys are the sources of import jobs (the rest are orphans). */
+export async function referencedImportSources(sql: Sql, keys: string[]): Promise<Set<string>> {
+  const rows = await sql<{ source_path: string }[]>`
+    select source_path from import_jobs where source_path = any(${keys}::text[])`
+  return new Set(rows.map((row) => row.source_path))
 }

@@ -48,7 +48,7 @@ export default fp(
       owner,
       resourceModules: app.resources.map((resource) => resource.module),
       logLevel: config.LOG_LEVEL,
-      importDir: app.storage.importDir,
+      storage: app.storage.settings,
       workerPoolSize: config.WORKER_POOL_SIZE,
       importThreads: config.IMPORT_THREADS === 'auto' ? Math.max(1, availableParallelism() - 1) : config.IMPORT_THREADS,
       leaseSeconds: config.JOB_LEASE_SECONDS,
@@ -61,7 +61,6 @@ export default fp(
         maxRedirects: config.IMPORT_URL_MAX_REDIRECTS,
         allowPrivate: config.IMPORT_URL_ALLOW_PRIVATE,
       },
-      exportDir: app.storage.exportDir,
       exportTtlSeconds: config.EXPORT_TTL_SECONDS,
       exportGzipLevel: config.EXPORT_GZIP_LEVEL,
       exportEscapeFormulas: config.EXPORT_CSV_ESCAPE_FORMULAS,
@@ -79,6 +78,8 @@ export default fp(
           return imports.batchWritten(message.resource, message.statement)
         case 'bytes':
           return imports.bytesRead(message.resource, message.format, message.bytes)
+        case 'store':
+          return app.storage.observe(message.operation, message.seconds, message.outcome, message.bytes)
         case 'exported': {
           const labels = { resource: message.resource, format: message.format, mode: 'async' as const }
           return app.exports.metrics.finished(labels, message.rows, message.bytes, message.seconds)
@@ -104,7 +105,9 @@ export default fp(
         if (stopSweeper || !config.RUN_JOBS) return
         stopSweeper = startExportSweeper({
           sql: app.sql,
-          exportDir: app.storage.exportDir,
+          store: app.storage.exports,
+          importStore: app.storage.imports,
+          orphanSeconds: config.STORE_ORPHAN_SECONDS,
           log: app.log,
           ttlSeconds: config.EXPORT_TTL_SECONDS,
           onExpired: (resource, fetched) => app.exports.metrics.expired(resource, fetched),

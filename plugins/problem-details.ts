@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { SourceRejected } from '../app/imports/source.ts'
+import { StoreError } from '../app/storage/object-store.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
 import { IdempotencyKeyLost } from '../db/idempotency.ts'
 import {
@@ -250,6 +251,17 @@ export default fp(
         request.log.error({ err: error }, 'database unavailable')
         reply.header('Retry-After', '5')
         return reply.problem('database_unavailable', 'The database is unavailable; retry shortly.')
+      }
+      if (error instanceof StoreError) {
+        // The store's failure, never the client's: said plainly, with a retry for a store that is away.
+        request.log.error({ err: error }, 'object store request failed')
+        reply.header('Retry-After', '5')
+        return reply.problem(
+          'store_unavailable',
+          error.kind === 'unavailable'
+            ? 'The object store is unavailable; retry shortly.'
+            : 'The object store refused the request; retry shortly, and tell the operator if it persists.',
+        )
       }
       const status = error.statusCode ?? 500
       if (status >= 400 && status < 500) {

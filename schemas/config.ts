@@ -67,12 +67,90 @@ export const ConfigSchema = Type.Object({
   IMPORT_DIR: Type.String({
     default: './imports',
     minLength: 1,
-    description: 'Directory for uploaded import files (created at start-up; instances may share it).',
+    description:
+      'Directory for uploaded import files with STORAGE=fs (created at start-up; instances may share it), and for temporary files.',
   }),
   EXPORT_DIR: Type.String({
     default: './exports',
     minLength: 1,
-    description: 'Directory for finished export files (created at start-up; instances may share it).',
+    description: 'Directory for finished export files with STORAGE=fs (created at start-up; instances may share it).',
+  }),
+  STORAGE: Type.Union([Type.Literal('fs'), Type.Literal('s3')], {
+    default: 'fs',
+    description:
+      'Where uploads, import sources and export files live: fs, the directories IMPORT_DIR and EXPORT_DIR (instances share them, or run alone); s3, a bucket of S3 or an S3-compatible store (instances share nothing but it and the database).',
+  }),
+  S3_ENDPOINT: Type.String({
+    default: '',
+    pattern: '^(https?://.+)?$',
+    expected: 'empty (AWS) or an http:// or https:// URL',
+    description: 'URL of an S3-compatible store (MinIO, Ceph, Swift, R2…); empty: AWS S3 of S3_REGION.',
+  }),
+  S3_REGION: Type.String({
+    default: 'us-east-1',
+    minLength: 1,
+    description: 'Region of the bucket (S3-compatible stores mostly accept us-east-1).',
+  }),
+  S3_BUCKET: Type.String({
+    default: '',
+    pattern: '^([a-z0-9][a-z0-9._-]{1,253}[a-z0-9])?$',
+    expected: 'a bucket name (lower-case letters, digits, dots and hyphens)',
+    description: 'Bucket of uploads, import sources and export files (required with STORAGE=s3; it must exist).',
+  }),
+  S3_PREFIX: Type.String({
+    default: '',
+    pattern: '^([^/].*/)?$',
+    expected: 'empty or a key prefix ending with / (not starting with one)',
+    description:
+      'Prefix of every key the service writes (e.g. bulk-io/): uploads under <prefix>imports/, exports under <prefix>exports/.',
+  }),
+  S3_FORCE_PATH_STYLE: Type.Boolean({
+    default: false,
+    description:
+      'Address the bucket in the URL path (endpoint/bucket/key) instead of as a host name; most S3-compatible stores (MinIO, Swift) need true.',
+  }),
+  S3_CHECKSUMS: Type.Union([Type.Literal('when_required'), Type.Literal('when_supported')], {
+    default: 'when_required',
+    description:
+      'Checksums the S3 client sends and checks: when_required works with every S3-compatible store; when_supported adds the SDK’s CRC checksums to each request and response (AWS S3, recent MinIO).',
+  }),
+  S3_IMPORT_BUCKETS: Type.String({
+    default: '',
+    pattern: '^([a-z0-9][a-z0-9._-]{1,253}[a-z0-9])?(,[a-z0-9][a-z0-9._-]{1,253}[a-z0-9])*$',
+    expected: 'a comma-separated list of bucket names',
+    description:
+      'Buckets an import may read with a s3://bucket/key URL, with the service’s credentials (comma-separated); empty: none.',
+  }),
+  S3_PRESIGN_TTL_SECONDS: Type.Integer({
+    default: 3600,
+    minimum: 60,
+    maximum: 604_800,
+    description: 'How long presigned URLs stay valid: direct uploads’ PUT URLs and redirected export downloads.',
+  }),
+  S3_PART_BYTES: Type.Integer({
+    default: 16_777_216,
+    minimum: 5_242_880,
+    maximum: 5_368_709_120,
+    description:
+      'Part size of the multipart uploads the service writes (uploads passed through, export files) and of direct uploads (at least 5 MiB, S3’s minimum).',
+  }),
+  S3_MAX_ATTEMPTS: Type.Integer({
+    default: 5,
+    minimum: 1,
+    maximum: 100,
+    description:
+      'Attempts of one store request (and of a read that breaks off: it goes on from the byte it reached) before its error counts; retries back off exponentially.',
+  }),
+  STORE_ORPHAN_SECONDS: Type.Integer({
+    default: 86_400,
+    minimum: 60,
+    description:
+      'Unfinished writes (partial files, multipart uploads of a process that died) and stored objects no job refers to are removed this long after they were written.',
+  }),
+  EXPORT_DOWNLOAD_REDIRECT: Type.Boolean({
+    default: false,
+    description:
+      'With STORAGE=s3, GET /api/v1/exports/{id}/download answers 302 to a presigned URL of the file (valid S3_PRESIGN_TTL_SECONDS) instead of passing the bytes through.',
   }),
   WORKER_POOL_SIZE: Type.Integer({
     default: 10,

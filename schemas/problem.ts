@@ -24,9 +24,13 @@ export const problemTypes = {
   // Only in a failed job's `error`, never an HTTP response: a source corrupt past the part read
   // at upload (its earlier records stand), and a job whose runs kept dying (JOB_MAX_ATTEMPTS).
   source_corrupt: { status: 422, title: 'Import source corrupt' },
+  // A source that the store no longer has, or may not be read (its object deleted, a bucket's
+  // permissions changed): the job fails with it.
+  source_unavailable: { status: 422, title: 'Import source unavailable' },
   attempts_exhausted: { status: 500, title: 'Job attempts exhausted' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
+  store_unavailable: { status: 503, title: 'Object store unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>
 
 export type ProblemCode = keyof typeof problemTypes

@@ -1,8 +1,4 @@
-import { createWriteStream } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
-import path from 'node:path'
 import { PassThrough } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { Sql } from '../../db/connection.ts'
@@ -11,7 +7,7 @@ import { completeExportJob, type ExportJobRow, exportCopyStatement, failExportJo
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
-import { DigestStream } from '../jobs/digest-stream.ts'
+import { type ObjectStore, StoreError } from '../storage/object-store.ts'
 import { copyExport, ExportAborted } from './copy-export.ts'
 import { exportQuery } from './export-query.ts'
 
@@ -23,7 +19,8 @@ export interface ExportContext {
   control: Sql
   owner: string
   leaseSeconds: number
-  exportDir: string
+  /** Where export files go: the exports' store. */
+  store: ObjectStore
   ttlSeconds: number
   gzipLevel: number
   escapeFormulas: boolean
@@ -37,50 +34,56 @@ export interface ExportContext {
 export type ExportOutcome = 'completed' | 'failed' | 'released' | 'lost'
 
 /**
- * Runs one async export: COPY from one snapshot into `<id>.<attempt>.partial` in EXPORT_DIR,
- * hashing the bytes as they are written; once the file is complete and flushed to disk it is
- * renamed to its final name and the job completed with its rows, bytes and SHA-256. The lease is
- * renewed (with the progress) while the file is written; a job whose lease is lost stops and
- * deletes its partial file. An export has no checkpoint: a job taken over starts again.
+ * Runs one async export: COPY from one snapshot into the exports' store, hashing the bytes as they
+ * are written (app/storage/: a file renamed into place once flushed, or a multipart upload
+ * completed and its size checked); the job is then completed with its rows, bytes and SHA-256.
+ * The lease is renewed (with the progress) while the file is written; a job whose lease is lost
+ * stops, and its partial file or upload is removed. An export has no checkpoint: a job taken over
+ * starts again.
  */
 export async function runExport(job: ExportJobRow, context: ExportContext): Promise<ExportOutcome> {
   const { sql, owner, leaseSeconds, log } = context
   const jobLog = log.child({ job_id: job.id, resource: job.resource })
   const gzip = job.compression === 'gzip'
   const fileName = `${job.id}.${job.format}${gzip ? '.gz' : ''}`
-  const partial = path.join(context.exportDir, `${job.id}.${job.attempts}.partial`)
   const query = exportQuery(
     resourceOf(context.resources, job.resource),
     { format: job.format, fields: job.fields, filters: job.filters },
     context.escapeFormulas,
   )
-  // Partial files of earlier attempts (an owner that died mid-export) go first. Should that
-  // owner still be writing, its rename then fails and its lease-fenced updates change nothing.
-  // Their names are known: one per earlier attempt.
-  await Promise.all(
-    Array.from({ length: job.attempts - 1 }, (_, index) =>
-      rm(path.join(context.exportDir, `${job.id}.${index + 1}.partial`), { force: true }),
-    ),
-  )
+  // What an earlier attempt's owner (one that died mid-export) left goes first. Should that
+  // owner still be writing, its lease-fenced updates change nothing.
+  if (job.attempts > 1) {
+    await context.store
+      .abandon(fileName)
+      .catch((error) => jobLog.warn({ err: error }, 'removing a partial file failed'))
+  }
 
   const stopped = new AbortController()
   const onShutdown = () => stopped.abort()
   if (context.signal.aborted) stopped.abort()
   else context.signal.addEventListener('abort', onShutdown, { once: true })
 
-  const digest = new DigestStream()
   let progress: { readonly rows: number } = { rows: 0 }
+  let bytesWritten = 0
   const head = gzip ? createGzip({ level: context.gzipLevel }) : new PassThrough()
-  // `flush` fsyncs the file before it closes: the rename must never publish a partial file.
-  const written = pipeline(head, digest, createWriteStream(partial, { flush: true }))
-  // Awaited below; until then a failure (the file cannot be opened) must not be an unhandled
+  // Another owner still writing the same key (it lost its lease) cannot publish a mix: a file is
+  // renamed into place whole, an upload completed whole; the last one complete wins, and both hold
+  // the same snapshot's rows.
+  const written = context.store.write(fileName, head, {
+    signal: stopped.signal,
+    progress: (bytes) => {
+      bytesWritten = bytes
+    },
+  })
+  // Awaited below; until then a failure (the store refuses the write) must not be an unhandled
   // rejection, which would end the job thread and every job in it.
   written.catch(() => {})
 
   let leaseLost = false
   const heartbeat = setInterval(
     () => {
-      renewLease(sql, 'export', job.id, owner, leaseSeconds, { rows: progress.rows, bytes: digest.bytes })
+      renewLease(sql, 'export', job.id, owner, leaseSeconds, { rows: progress.rows, bytes: bytesWritten })
         .then(({ owned }) => {
           if (!owned) {
             leaseLost = true
@@ -103,11 +106,8 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
     })
     const { rows } = result
     head.end()
-    await written
+    const { size: bytes, sha256 } = await written
     clearInterval(heartbeat)
-    const { bytes } = digest
-    const sha256 = digest.sha256()
-    await rename(partial, path.join(context.exportDir, fileName))
     const completed = await completeExportJob(sql, job.id, owner, {
       rows,
       bytes,
@@ -130,11 +130,18 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
   } catch (error) {
     clearInterval(heartbeat)
     head.destroy()
+    stopped.abort() // the store's write stops too, and removes what it wrote
     const writeFailure = await written.then(
       () => undefined,
       (failure: NodeJS.ErrnoException) => failure,
     )
-    await rm(partial, { force: true })
+    if (error instanceof StoreError || writeFailure instanceof StoreError) {
+      // The store did not take the file (away, or refusing): the export runs again once its
+      // lease expires, on whichever instance claims it.
+      jobLog.warn({ err: writeFailure ?? error }, 'the store did not take the export file; it starts again later')
+      await releaseJob(sql, 'export', job.id, owner).catch(() => {})
+      return 'released'
+    }
     if (error instanceof ExportAborted) {
       if (leaseLost) {
         jobLog.warn('export lease lost: another process runs the job')

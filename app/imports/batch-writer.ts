@@ -251,8 +251,10 @@ async function recordBatch(
     errorCount: kept.length,
     bytesRead,
     checkpointRecord: last.record,
-    checkpointLine: batch.endLine,
-    checkpointOffset: batch.endOffset,
+    // Where a resumed run reads on from (a ranged read); 0: from the start, passing over the
+    // committed records (a batch after which the splitter cannot be entered, see RecordBatch.resume).
+    checkpointLine: batch.resume?.line ?? batch.endLine,
+    checkpointOffset: batch.resume?.offset ?? 0,
     warnings,
     unknownFields,
   })

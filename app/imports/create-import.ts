@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Sql } from '../../db/connection.ts'
 import { findImportJob, type ImportJobRow, insertImportJob } from '../../db/imports.ts'
@@ -6,6 +5,7 @@ import { ProblemError } from '../../plugins/problem-details.ts'
 import { type ResourceDescriptor, resourceNames, resourceOf } from '../../resources/index.ts'
 import type { Config } from '../../schemas/config.ts'
 import { idempotent } from '../jobs/idempotency.ts'
+import type { ObjectStore } from '../storage/object-store.ts'
 import { checkImportUrl } from './download.ts'
 import { type ImportOptions, importFingerprint, type ReceivedUpload, receiveUpload, uploadOptions } from './intake.ts'
 import { inspectSource } from './source.ts'
@@ -14,7 +14,8 @@ import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 export interface ImportCreation {
   sql: Sql
   config: Config
-  importDir: string
+  /** Where uploads go: the imports' store. */
+  store: ObjectStore
   /** The app's resources (an upload's `resource` must name one). */
   resources: readonly ResourceDescriptor[]
   log: FastifyBaseLogger
@@ -26,7 +27,7 @@ export type ImportRequest =
   | { kind: 'url'; resource: string; url: string; format?: ImportOptions['format']; dryRun?: boolean }
 
 /**
- * Creates an import job (docs/contract.md §6): streams an upload to IMPORT_DIR (its SHA-256 and
+ * Creates an import job (docs/contract.md §6): streams an upload to the store (its SHA-256 and
  * size on the way) or checks a URL, settles the Idempotency-Key once the request's fingerprint is
  * known (a retry answers with the job created before), inspects an upload (format, header,
  * unknown columns: a source that cannot be imported is refused here, 422), and queues the job,
@@ -51,7 +52,7 @@ export async function createImport(
       let options: ImportOptions
       const url = asked.kind === 'url' ? asked.url : null
       if (asked.kind === 'upload') {
-        upload = await receiveUpload(asked.request, creation.importDir)
+        upload = await receiveUpload(asked.request, creation.store)
         options = uploadOptions(upload.fields, resourceNames(creation.resources))
       } else {
         options = { resource: asked.resource, format: asked.format, dryRun: asked.dryRun ?? false }
@@ -69,11 +70,15 @@ export async function createImport(
       let warnings: string[] = []
       let unknownFields: UnknownFieldList = { names: [], more: false }
       if (upload) {
-        const inspection = await inspectSource(upload.path, resourceOf(creation.resources, options.resource), {
-          declared: options.format,
-          filename: upload.filename,
-          contentType: upload.contentType,
-        })
+        const inspection = await inspectSource(
+          { store: creation.store, key: upload.key },
+          resourceOf(creation.resources, options.resource),
+          {
+            declared: options.format,
+            filename: upload.filename,
+            contentType: upload.contentType,
+          },
+        )
         format = inspection.format
         warnings = inspection.warnings
         unknownFields = UnknownFields.listOf(inspection.unknownFields)
@@ -89,7 +94,7 @@ export async function createImport(
           source_type: upload ? 'upload' : 'url',
           source_filename: upload?.filename ?? null,
           source_url: url,
-          source_path: upload?.path ?? null,
+          source_path: upload?.key ?? null,
           source_size_bytes: upload?.sizeBytes ?? null,
           source_sha256: upload?.sha256 ?? null,
           bytes_total: upload?.sizeBytes ?? null,
@@ -105,7 +110,7 @@ export async function createImport(
       creation.log.info({ job_id: job.id, resource: job.resource, source: job.source_type }, 'import job created')
       return { job, replayed: false }
     } finally {
-      if (upload && !created) await rm(upload.path, { force: true })
+      if (upload && !created) await creation.store.delete(upload.key).catch(() => {})
     }
   })
 }

@@ -1,14 +1,10 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
-import { createWriteStream } from 'node:fs'
-import { rm } from 'node:fs/promises'
 import { BlockList, isIP } from 'node:net'
-import path from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
-import { DigestStream } from '../jobs/digest-stream.ts'
+import { type ObjectStore, StoreError } from '../storage/object-store.ts'
 import { SourceRejected } from './source.ts'
 
-// Fetches an import's URL into IMPORT_DIR. Only http and https; the address every hop connects to
+// Fetches an import's URL into the imports' store. Only http and https; the address every hop connects to
 // (redirects included) must be public unless IMPORT_URL_ALLOW_PRIVATE is set. The check sits in
 // the connection's DNS lookup, so the address checked is the address used: a host that resolves
 // to a public address for a check and a private one for the request cannot slip through.
@@ -124,18 +120,18 @@ function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
 }
 
 /**
- * Downloads `url` to `directory/<name>`, following redirects by hand (each hop checked again).
- * `stop` (a cancel, a shutdown) aborts it: the partial file is removed and its reason thrown.
- * @throws SourceRejected with a message for the job's error when anything goes wrong
+ * Downloads `url` to `key` of the store, following redirects by hand (each hop checked again).
+ * `stop` (a cancel, a shutdown) aborts it: the partial object is removed and its reason thrown.
+ * @throws SourceRejected with a message for the job's error when anything goes wrong; StoreError
+ *   when the store does not take the bytes
  */
 export async function downloadSource(
   url: string,
-  directory: string,
-  name: string,
+  store: ObjectStore,
+  key: string,
   limits: DownloadLimits,
   stop?: AbortSignal,
 ): Promise<{ path: string; sizeBytes: number; sha256: string; contentType: string | null }> {
-  const target = path.join(directory, name)
   const agent = guardedAgent(limits.allowPrivate)
   const timeout = AbortSignal.timeout(limits.timeoutMs)
   const signal = stop ? AbortSignal.any([timeout, stop]) : timeout
@@ -166,24 +162,26 @@ export async function downloadSource(
         discard(response.body)
         throw new SourceRejected(`the url's file is ${declared} bytes; IMPORT_URL_MAX_BYTES is ${limits.maxBytes}`)
       }
-      const digest = new DigestStream({
-        maxBytes: limits.maxBytes,
-        tooLarge: () =>
-          new SourceRejected(`the url's file is larger than IMPORT_URL_MAX_BYTES (${limits.maxBytes} bytes)`),
+      const written = await store.write(key, response.body, {
+        signal,
+        limit: {
+          maxBytes: limits.maxBytes,
+          tooLarge: () =>
+            new SourceRejected(`the url's file is larger than IMPORT_URL_MAX_BYTES (${limits.maxBytes} bytes)`),
+        },
       })
-      await pipeline(response.body, digest, createWriteStream(target))
       const contentType = response.headers['content-type']
       return {
-        path: target,
-        sizeBytes: digest.bytes,
-        sha256: digest.sha256(),
+        path: key,
+        sizeBytes: written.size,
+        sha256: written.sha256,
         contentType: typeof contentType === 'string' ? contentType : null,
       }
     }
   } catch (error) {
-    await rm(target, { force: true })
+    await store.delete(key).catch(() => {})
     if (stop?.aborted) throw stop.reason
-    if (error instanceof SourceRejected) throw error
+    if (error instanceof SourceRejected || error instanceof StoreError) throw error
     if (timeout.aborted)
       throw new SourceRejected(`the download took longer than IMPORT_URL_TIMEOUT_MS (${limits.timeoutMs} ms)`)
     const cause = error as { code?: string; message?: string; cause?: { code?: string; message?: string } }

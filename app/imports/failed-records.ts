@@ -1,34 +1,19 @@
 import type { Sql } from '../../db/connection.ts'
 import { failedRecordRanges, type ImportJobRow } from '../../db/imports.ts'
-import { type ImportFormat, RecordSplitter } from './record-splitter.ts'
-import { openSource } from './source.ts'
+import type { ImportFormat } from './record-splitter.ts'
+import { openSource, readCsvHeader, type SourceLocation } from './source.ts'
 
 // The records an import rejected, byte for byte as uploaded and in the same format (CSV with its
 // header), ready to be fixed and imported again. Errors store where each record lies in the
 // (decompressed) source; this copies those ranges in one pass over the source.
 
-async function csvHeader(path: string): Promise<{ bytes: Buffer; lineEnding: string } | undefined> {
-  const source = await openSource(path)
-  const splitter = new RecordSplitter({ format: 'csv', batchRecords: 1, maxRecordBytes: 1 << 20 })
-  try {
-    for await (const chunk of source.bytes) {
-      splitter.push(chunk)
-      if (splitter.header) return { bytes: splitter.header.bytes, lineEnding: splitter.lineEnding }
-    }
-  } finally {
-    source.close()
-  }
-  return undefined
-}
-
-/** The failed records as a byte stream (the source file must still be in IMPORT_DIR). */
-export async function* failedRecords(sql: Sql, job: ImportJobRow): AsyncGenerator<Buffer> {
+/** The failed records as a byte stream (`path`: the job's source, which must still be in its store). */
+export async function* failedRecords(sql: Sql, job: ImportJobRow, path: SourceLocation): AsyncGenerator<Buffer> {
   const format = job.format as ImportFormat
-  const path = job.source_path as string
   let separator = Buffer.from('\n')
   let first = true
   if (format === 'csv') {
-    const header = await csvHeader(path)
+    const header = await readCsvHeader(path)
     if (!header) return
     separator = Buffer.from(header.lineEnding)
     yield Buffer.concat([header.bytes, separator])

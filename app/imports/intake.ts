@@ -1,21 +1,18 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
-import { rm } from 'node:fs/promises'
-import path from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import type { FastifyRequest } from 'fastify'
 import { FORM_LIMITS } from '../../plugins/multipart.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { importFormats } from '../../schemas/imports.ts'
 import type { InvalidParam } from '../../schemas/problem.ts'
-import { DigestStream } from '../jobs/digest-stream.ts'
+import { type ObjectStore, StoreError } from '../storage/object-store.ts'
 import type { ImportFormat } from './record-splitter.ts'
 
-// What an import request brings: an upload streamed to IMPORT_DIR (hashed and counted on the
-// way, never held in memory) with its form fields, or a URL.
+// What an import request brings: an upload streamed to the imports' store (hashed and counted on
+// the way, never held in memory) with its form fields, or a URL.
 
 export interface ReceivedUpload {
-  path: string
+  /** Its key in the imports' store. */
+  key: string
   filename: string | null
   contentType: string | null
   sizeBytes: number
@@ -74,15 +71,15 @@ function fieldText(name: string, value: unknown, valueTruncated: boolean): strin
 }
 
 /**
- * Streams the multipart body's `file` part to IMPORT_DIR and collects the other fields.
+ * Streams the multipart body's `file` part to the imports' store and collects the other fields.
  * @throws ProblemError: 400 when the form's shape is wrong (no file part, another file part,
  *   too many parts, a field given twice or longer than FORM_LIMITS.fieldSize); 413 when the file
  *   is larger than UPLOAD_MAX_BYTES. The partial file is removed on any failure.
  */
-export async function receiveUpload(request: FastifyRequest, importDir: string): Promise<ReceivedUpload> {
+export async function receiveUpload(request: FastifyRequest, store: ObjectStore): Promise<ReceivedUpload> {
   const fields = new Map<string, string>()
   let upload: Omit<ReceivedUpload, 'fields'> | undefined
-  const target = path.join(importDir, `${randomUUID()}.upload`)
+  const key = `${randomUUID()}.upload`
   try {
     for await (const part of request.parts()) {
       if (part.type === 'field') {
@@ -97,22 +94,21 @@ export async function receiveUpload(request: FastifyRequest, importDir: string):
           `Unexpected file part "${part.fieldname}": send exactly one file, as the part named "file".`,
         )
       }
-      const digest = new DigestStream()
-      await pipeline(part.file, digest, createWriteStream(target))
+      const written = await store.write(key, part.file, { contentType: part.mimetype || undefined })
       if (part.file.truncated) {
         throw new ProblemError('payload_too_large', 'The file is larger than UPLOAD_MAX_BYTES.')
       }
       upload = {
-        path: target,
+        key,
         filename: part.filename || null,
         contentType: part.mimetype || null,
-        sizeBytes: digest.bytes,
-        sha256: digest.sha256(),
+        sizeBytes: written.size,
+        sha256: written.sha256,
       }
     }
   } catch (error) {
-    await rm(target, { force: true })
-    if (error instanceof ProblemError) throw error
+    await store.delete(key).catch(() => {}) // a failed write left nothing; a refused one is removed
+    if (error instanceof ProblemError || error instanceof StoreError) throw error
     const { code, statusCode, syscall } = error as { code?: string; statusCode?: number; syscall?: string }
     const shapeError = code === undefined ? undefined : formShapeErrors[code]
     if (shapeError) throw shapeError()

@@ -43,6 +43,22 @@ export interface RecordBatch {
   endOffset: number
   /** The line on which the batch's last record ends. */
   endLine: number
+  /**
+   * Where a new splitter (SplitterOptions.resumeFrom) fed the source from `offset` on goes on
+   * exactly as this one does after the batch: the same later batches and warnings. Not always
+   * endOffset (a JSON element's comma, a closing `]` come after it). `null` when there is no
+   * such point (then a resumed job reads the source from its start with skipRecords): every
+   * format has one after each record today, but a caller must not count on it.
+   */
+  resume: ResumePoint | null
+}
+
+/** A place in the source where splitting can start over (RecordBatch.resume). */
+export interface ResumePoint {
+  /** Absolute byte offset. */
+  offset: number
+  /** The physical line at that offset. */
+  line: number
 }
 
 /** The source is not of its format at all (e.g. a JSON import that is not an array). */
@@ -67,6 +83,18 @@ export interface SplitterOptions {
    * cuts the same batches.
    */
   maxBatchBytes?: number
+  /**
+   * Start mid-source, at a batch's `resume` point: the bytes pushed are the source's from
+   * `offset` on. `records` is the last record number of that batch (numbering goes on from it;
+   * skipRecords still counts from the start of the source). `header` is the original splitter's
+   * `header`, required for CSV (the first record read is not the header then). `lineEnding` is
+   * the original's; without it, it is taken from the first line end read (the batch's own).
+   */
+  resumeFrom?: ResumePoint & {
+    records: number
+    header?: { span: RecordSpan; bytes: Buffer }
+    lineEnding?: '\n' | '\r\n'
+  }
 }
 
 const NEWLINE = 0x0a
@@ -117,7 +145,7 @@ export class RecordSplitter {
   /** Anything odd but harmless found in the source (e.g. data after a JSON array). */
   readonly warnings: string[] = []
 
-  private readonly options: Required<SplitterOptions>
+  private readonly options: Required<Omit<SplitterOptions, 'resumeFrom'>>
   /** Absolute offset of the next byte to be scanned. */
   private position = 0
   /** The first bytes, held back while they may still be the start of a BOM. */
@@ -128,6 +156,9 @@ export class RecordSplitter {
   private line = 1
   private recordCount = 0
   private lineEndingKnown = false
+  // Where a new splitter would go on from after the last record finished (finishRecord).
+  private resumeOffset = 0
+  private resumeLine = 0
 
   // The record being read: where it started, and its bytes so far (slices of pushed buffers).
   private recordStart = -1
@@ -159,8 +190,23 @@ export class RecordSplitter {
   private ready: RecordBatch[] = []
 
   constructor(options: SplitterOptions) {
-    this.options = { skipRecords: 0, maxBatchBytes: 8 * 1024 * 1024, ...options }
+    const { resumeFrom, ...rest } = options
+    this.options = { skipRecords: 0, maxBatchBytes: 8 * 1024 * 1024, ...rest }
     this.format = options.format
+    if (resumeFrom) {
+      if (this.format === 'csv' && !resumeFrom.header) throw new Error('resuming a CSV source needs its header')
+      // Mid-source: no BOM to look for, and a JSON array already open, between two elements.
+      this.head = undefined
+      this.position = resumeFrom.offset
+      this.line = resumeFrom.line
+      this.recordCount = resumeFrom.records
+      this.header = resumeFrom.header
+      if (resumeFrom.lineEnding) {
+        this.lineEnding = resumeFrom.lineEnding
+        this.lineEndingKnown = true
+      }
+      if (this.format === 'json') this.jsonState = 'before'
+    }
   }
 
   /** Records emitted or passed over so far. */
@@ -191,7 +237,8 @@ export class RecordSplitter {
     if (this.format === 'json') {
       if (this.jsonState === 'element') {
         const unterminated = this.inString || this.depth > 0
-        this.finishRecord(this.elementEnd + 1, unterminated)
+        // Resumed at the end of the source between two elements, a splitter warns the same.
+        this.finishRecord(this.elementEnd + 1, unterminated, this.position, this.line)
         this.warnings.push('the JSON array is not closed with "]"')
       } else if (this.jsonState === 'closing') {
         this.closeArray()
@@ -201,7 +248,7 @@ export class RecordSplitter {
         this.warnings.push('the JSON array is not closed with "]"')
       }
     } else if (this.recordStart >= 0 && (this.format === 'csv' || this.hasContent)) {
-      this.finishRecord(endOffset, this.csvState === QUOTED)
+      this.finishRecord(endOffset, this.csvState === QUOTED, endOffset, this.line)
     }
     this.flushBatch()
     return this.takeReady()
@@ -327,7 +374,8 @@ export class RecordSplitter {
       this.resetRecord()
       return
     }
-    this.finishRecord(end, false)
+    // The line end, scanned again from its first byte by a new splitter, is a blank line.
+    this.finishRecord(end, false, end, this.line)
   }
 
   // --- JSON: elements of one top-level array -------------------------------------------------
@@ -378,7 +426,7 @@ export class RecordSplitter {
           continue
         case 'closing':
           if (byte === COMMA) {
-            this.strayClose()
+            this.strayClose(this.position + at + 1)
             this.jsonState = 'before'
             at++
             continue
@@ -413,7 +461,7 @@ export class RecordSplitter {
       if (this.depth === 0 && (byte === COMMA || byte === CLOSE_BRACKET)) {
         this.collect(buffer, from, at)
         if (byte === COMMA) {
-          this.finishRecord(this.elementEnd + 1, false)
+          this.finishRecord(this.elementEnd + 1, false, this.position + at + 1, this.line)
           this.jsonState = 'before'
         } else {
           this.closing(this.position + at, true)
@@ -443,18 +491,22 @@ export class RecordSplitter {
 
   /** The `]` ended the array: the element it closed is complete. */
   private closeArray(): void {
-    if (this.closesElement) this.finishRecord(this.elementEnd + 1, false)
+    // A new splitter started at the `]` between elements makes the same decision on it.
+    if (this.closesElement) this.finishRecord(this.elementEnd + 1, false, this.closeOffset, this.closeLine)
     this.jsonState = 'end'
   }
 
-  /** The `]` was followed by a comma: a stray token, kept in the element it closed or one of its own. */
-  private strayClose(): void {
+  /**
+   * The `]` was followed by a comma (just before `afterComma`): a stray token, kept in the
+   * element it closed or one of its own.
+   */
+  private strayClose(afterComma: number): void {
     if (!this.closesElement) {
       this.beginRecord(this.closeOffset)
       this.recordLine = this.closeLine
     }
     this.collect(CLOSE_BRACKET_BUFFER, 0, 1)
-    this.finishRecord(this.closeOffset + 1, false)
+    this.finishRecord(this.closeOffset + 1, false, afterComma, this.line)
   }
 
   private ignoreRest(): void {
@@ -519,7 +571,11 @@ export class RecordSplitter {
     return lastByte === CARRIAGE_RETURN ? this.pieceBytes - 1 : this.pieceBytes
   }
 
-  private finishRecord(end: number, unterminated: boolean): void {
+  /**
+   * The current record ends at `end`. A new splitter started at `resumeOffset` on `resumeLine`
+   * (resumeFrom) is where this one is once the record is done.
+   */
+  private finishRecord(end: number, unterminated: boolean, resumeOffset: number, resumeLine: number): void {
     const length = Math.max(0, end - this.recordStart)
     if (length > this.options.maxRecordBytes && !this.tooLarge) {
       this.tooLarge = true
@@ -532,6 +588,8 @@ export class RecordSplitter {
       return
     }
     this.recordCount++
+    this.resumeOffset = resumeOffset
+    this.resumeLine = resumeLine
     if (this.recordCount > this.options.skipRecords) {
       const span: RecordSpan = { record: this.recordCount, line: this.recordLine, offset: this.recordStart, length }
       if (this.tooLarge) span.problem = 'too_large'
@@ -573,6 +631,8 @@ export class RecordSplitter {
       starts: Int32Array.from(this.batchStarts),
       endOffset: last.offset + last.length,
       endLine: this.line,
+      // The last record finished is the batch's last: a flush follows it at once, or at the end.
+      resume: { offset: this.resumeOffset, line: this.resumeLine },
     })
     this.spans = []
     this.batchPieces = []

@@ -12,6 +12,8 @@ import {
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
+import { StoreError } from '../storage/object-store.ts'
+import type { Stores } from '../storage/stores.ts'
 import type { BatchValidation } from '../workers/batch-validation.ts'
 // Types only: batch-validation.ts runs the batch task, in validation threads or in this one.
 import type { BatchResult, BatchTask } from '../workers/import-batch.ts'
@@ -30,9 +32,20 @@ import {
   type RecordBatch,
   RecordSplitter,
   SourceFormatError,
+  type SplitterOptions,
   splitterProblemCodes,
 } from './record-splitter.ts'
-import { openSource, parseHeader, type SourceCorrupt, SourceRejected, sourceCorruption } from './source.ts'
+import {
+  isGzip,
+  locateSource,
+  openSource,
+  parseHeader,
+  readCsvHeader,
+  type SourceCorrupt,
+  type SourceLocation,
+  SourceRejected,
+  sourceCorruption,
+} from './source.ts'
 import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
 // Runs one claimed import job from its checkpoint to its end, in the import thread
@@ -58,7 +71,7 @@ export interface ImportMetrics {
   batchWritten(resource: string, statement: BatchStatement): void
 }
 
-/** Fetches a URL source into IMPORT_DIR (app/imports/download.ts); `signal` stops it. */
+/** Fetches a URL source into the imports' store (app/imports/download.ts); `signal` stops it. */
 export type Downloader = (
   job: ImportJobRow,
   signal: AbortSignal,
@@ -83,6 +96,8 @@ export interface ImportRun {
   metrics: ImportMetrics
   /** Aborted at shutdown: the job stops after the batch in hand and goes back to the queue. */
   signal: AbortSignal
+  /** Where sources are (source_path: a key of the imports' store, or a s3:// URL). */
+  stores: Stores
   download?: Downloader
 }
 
@@ -160,6 +175,14 @@ export async function runImport(job: ImportJobRow, run: ImportRun): Promise<RunO
       await finish(job, run, log, 'failed', problemBody('unprocessable', detail, 'Import source rejected'))
       return 'failed'
     }
+    // A store that does not answer hands the job back (app/jobs/job-thread.ts); one that answers
+    // no (the object deleted, access denied) will say so again: the job fails, saying which.
+    if (error instanceof StoreError && error.kind !== 'unavailable') {
+      const detail = `The source cannot be read from the store (${error.kind}): ${error.message}. Records before it stand; import the rest again.`
+      log.warn({ err: error }, 'the source cannot be read from the store')
+      await finish(job, run, log, 'failed', problemBody('source_unavailable', detail))
+      return 'failed'
+    }
     throw error
   } finally {
     control.stop()
@@ -225,11 +248,15 @@ async function execute(
   const processedAtStart = counters.processed
   const warnings = [...job.warnings]
   const unknownFields = new UnknownFields(job.unknown_fields, job.unknown_fields_more)
+  const location = locateSource(run.stores, path)
+  const resumeFrom = await resumePoint(job, location, format)
   const splitter = new RecordSplitter({
     format,
     batchRecords: job.batch_size,
     maxRecordBytes: run.maxRecordBytes,
-    skipRecords: Number(job.checkpoint_record),
+    // A resumed job reads from its checkpoint's byte (a ranged read); one that cannot (gzip, an
+    // older checkpoint) reads from the start and passes over its committed records.
+    ...(resumeFrom ? { resumeFrom } : { skipRecords: Number(job.checkpoint_record) }),
   })
   let header: string[] | undefined
 
@@ -310,7 +337,7 @@ async function execute(
   }
 
   let corrupt: SourceCorrupt | undefined
-  const source = await openSource(path)
+  const source = await openSource(location, resumeFrom?.offset ?? 0)
   try {
     await writer.begin()
     try {
@@ -354,6 +381,27 @@ async function execute(
   }
   await finish(job, run, log, 'completed', null, source.bytesRead(), started, processedAtStart)
   return 'completed'
+}
+
+/**
+ * Where a resumed job goes on reading: its checkpoint's byte, line and record count (and a CSV's
+ * header, read again from the start), or undefined to read from the start: a first run, a gzip
+ * source (it cannot be entered mid-stream), a checkpoint without a byte.
+ */
+async function resumePoint(
+  job: ImportJobRow,
+  location: SourceLocation,
+  format: ImportFormat,
+): Promise<SplitterOptions['resumeFrom']> {
+  const records = Number(job.checkpoint_record)
+  const offset = Number(job.checkpoint_offset)
+  if (records === 0 || offset === 0 || (await isGzip(location))) return undefined
+  const point = { offset, line: Number(job.checkpoint_line), records }
+  if (format !== 'csv') return point
+  const header = await readCsvHeader(location)
+  return header
+    ? { ...point, header: { span: header.span, bytes: header.bytes }, lineEnding: header.lineEnding }
+    : undefined
 }
 
 /** Ends a run that was asked to stop: a cancel finishes the job, a shutdown hands it back. */

@@ -1,14 +1,14 @@
-import { createReadStream } from 'node:fs'
-import { open } from 'node:fs/promises'
 import { Transform } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import type { ResourceDescriptor as ImportResource } from '../../resources/index.ts'
+import type { ObjectStore } from '../storage/object-store.ts'
+import { parseS3Url, type Stores } from '../storage/stores.ts'
 import { storableText } from '../workers/fields.ts'
 import { parseCsvFields } from './csv-record.ts'
 import { type ImportFormat, RecordSplitter, SourceFormatError } from './record-splitter.ts'
 import { UNKNOWN_FIELD_NAME_MAX_LENGTH } from './unknown-fields.ts'
 
-// The import source on disk: how to read it (gzip or not), what format it is, and whether it can
+// The import source in the store (app/storage/): how to read it (gzip or not), what format it is, and whether it can
 // be imported at all. Upload requests inspect it before they answer, so that a file that can
 // never be imported gets a 4xx problem at once instead of a failed job; the job inspects it again
 // (a URL source is only seen there).
@@ -48,29 +48,47 @@ export function sourceCorruption(error: unknown): SourceCorrupt | undefined {
   return undefined
 }
 
-export async function isGzip(path: string): Promise<boolean> {
-  const file = await open(path, 'r')
-  try {
-    const { buffer, bytesRead } = await file.read(Buffer.alloc(2), 0, 2, 0)
-    return bytesRead === 2 && buffer[0] === GZIP_MAGIC[0] && buffer[1] === GZIP_MAGIC[1]
-  } finally {
-    await file.close()
-  }
+/** Where a job's source is: a key of a store (the imports' store, or a bucket of S3_IMPORT_BUCKETS). */
+export interface SourceLocation {
+  store: ObjectStore
+  key: string
+}
+
+/**
+ * Where a job's source_path is: a key of the imports' store, or (a `s3://bucket/key` import, read
+ * where it is) an object of a bucket of S3_IMPORT_BUCKETS.
+ */
+export function locateSource(stores: Stores, sourcePath: string): SourceLocation {
+  const object = parseS3Url(sourcePath)
+  if (object) return { store: stores.bucket(object.bucket), key: object.key }
+  return { store: stores.imports, key: sourcePath }
+}
+
+export async function isGzip(source: SourceLocation): Promise<boolean> {
+  const stream = await source.store.read(source.key, { start: 0, end: 1 })
+  const head = Buffer.concat(await stream.toArray())
+  return head.length === 2 && head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]
 }
 
 export interface OpenedSource {
   /** The decompressed bytes. */
   bytes: AsyncIterable<Buffer>
-  /** Bytes of the file (compressed, if it is) read so far: the progress of the job. */
+  /** Bytes of the file (compressed, if it is) read so far, from its start: the progress of the job. */
   bytesRead(): number
+  /** Whether the file is gzip (read from its start whatever `from` asked). */
+  gzip: boolean
   close(): void
 }
 
-/** Reads a source file from the start, decompressing gzip. */
-export async function openSource(path: string): Promise<OpenedSource> {
-  const gzip = await isGzip(path)
-  const file = createReadStream(path, { highWaterMark: 256 * 1024 })
-  let read = 0
+/**
+ * Reads a source, decompressing gzip: from its start, or from byte `from` of a file that is not
+ * compressed (a resumed job's checkpoint: a ranged read, nothing before it is fetched again).
+ */
+export async function openSource(source: SourceLocation, from = 0): Promise<OpenedSource> {
+  const gzip = await isGzip(source)
+  const start = gzip ? 0 : from
+  const file = await source.store.read(source.key, start > 0 ? { start } : undefined)
+  let read = start
   const counted = file.pipe(
     new Transform({
       transform(chunk: Buffer, _encoding, done) {
@@ -79,15 +97,37 @@ export async function openSource(path: string): Promise<OpenedSource> {
       },
     }),
   )
+  // pipe() does not pass errors on: the file's (a store that went away) must reach the reader.
+  file.once('error', (error) => counted.destroy(error))
   const bytes = gzip ? counted.pipe(createGunzip()) : counted
+  if (gzip) counted.once('error', (error) => bytes.destroy(error))
   return {
     bytes: bytes as AsyncIterable<Buffer>,
     bytesRead: () => read,
+    gzip,
     close: () => {
       file.destroy()
+      counted.destroy()
       bytes.destroy()
     },
   }
+}
+
+/** A CSV source's header record as the splitter reads it, and its line ending; undefined when it has none. */
+export async function readCsvHeader(
+  location: SourceLocation,
+): Promise<(NonNullable<RecordSplitter['header']> & { lineEnding: '\n' | '\r\n' }) | undefined> {
+  const source = await openSource(location)
+  const splitter = new RecordSplitter({ format: 'csv', batchRecords: 1, maxRecordBytes: 1 << 20 })
+  try {
+    for await (const chunk of source.bytes) {
+      splitter.push(chunk)
+      if (splitter.header) return { ...splitter.header, lineEnding: splitter.lineEnding }
+    }
+  } finally {
+    source.close()
+  }
+  return undefined
 }
 
 export interface FormatHints {
@@ -179,8 +219,12 @@ export interface Inspection {
  * Looks at the start of a source: refuses (SourceRejected) an empty or binary file, a JSON that
  * is not an array, a CSV header that lacks required columns, and a small file without records.
  */
-export async function inspectSource(path: string, resource: ImportResource, hints: FormatHints): Promise<Inspection> {
-  const source = await openSource(path)
+export async function inspectSource(
+  location: SourceLocation,
+  resource: ImportResource,
+  hints: FormatHints,
+): Promise<Inspection> {
+  const source = await openSource(location)
   const pieces: Buffer[] = []
   let sampled = 0
   let complete = true
@@ -194,12 +238,13 @@ export async function inspectSource(path: string, resource: ImportResource, hint
       }
     }
   } catch (error) {
+    if (!source.gzip) throw error // the store's
     throw new SourceRejected(`the file cannot be decompressed: ${(error as Error).message}`)
   } finally {
     source.close()
   }
   const sample = Buffer.concat(pieces).subarray(0, SAMPLE_BYTES)
-  const gzip = await isGzip(path)
+  const { gzip } = source
   if (sample.length === 0) throw new SourceRejected('the file is empty')
   if (looksBinary(sample)) {
     throw new SourceRejected('the file is binary, not CSV, NDJSON or JSON text')

@@ -11,14 +11,18 @@ export class DigestStream extends Transform {
   bytes = 0
   private readonly hash: Hash = createHash('sha256')
   private readonly limit: { maxBytes: number; tooLarge: () => Error } | undefined
+  private readonly progress: ((bytes: number) => void) | undefined
 
-  constructor(limit?: { maxBytes: number; tooLarge: () => Error }) {
+  /** `progress` hears the bytes passed so far after each chunk. */
+  constructor(limit?: { maxBytes: number; tooLarge: () => Error }, progress?: (bytes: number) => void) {
     super()
     this.limit = limit
+    this.progress = progress
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length
+    this.progress?.(this.bytes)
     if (this.limit && this.bytes > this.limit.maxBytes) {
       done(this.limit.tooLarge())
       return

@@ -3,15 +3,17 @@ import { pino } from 'pino'
 import { connect } from '../../db/connection.ts'
 import { isDatabaseUnavailable } from '../../db/errors.ts'
 import type { ExportJobRow } from '../../db/exports.ts'
-import { finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
+import { deferImportJob, finishImportJob, type ImportJobRow, recordDownloadedSource } from '../../db/imports.ts'
 import { releaseJob } from '../../db/job-queue.ts'
 import { loadResources, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
 import { type ExportOutcome, runExport } from '../exports/run-export.ts'
 import { downloadSource } from '../imports/download.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
-import { inspectSource } from '../imports/source.ts'
+import { inspectSource, locateSource, SourceRejected } from '../imports/source.ts'
 import { UnknownFields } from '../imports/unknown-fields.ts'
+import { isStoreUnavailable, type StoreErrorKind, type StoreOperation } from '../storage/object-store.ts'
+import { openStores, parseS3Url, type StoreSettings } from '../storage/stores.ts'
 import { batchValidation } from '../workers/batch-validation.ts'
 import { lowerThreadPriority } from '../workers/thread-priority.ts'
 
@@ -29,7 +31,8 @@ export interface JobThreadData {
   /** The app's resources, as their descriptors' modules (resources/index.ts, loadResources). */
   resourceModules: string[]
   logLevel: string
-  importDir: string
+  /** Where sources and export files are (app/storage/stores.ts). */
+  storage: StoreSettings
   workerPoolSize: number
   /** Validation threads; 0: the job thread validates its batches itself (app/workers/batch-validation.ts). */
   importThreads: number
@@ -38,7 +41,6 @@ export interface JobThreadData {
   maxErrorsPerJob: number
   connectTimeoutSeconds: number
   download: { maxBytes: number; timeoutMs: number; maxRedirects: number; allowPrivate: boolean }
-  exportDir: string
   exportTtlSeconds: number
   exportGzipLevel: number
   exportEscapeFormulas: boolean
@@ -61,6 +63,7 @@ export type FromJobThread =
   | { type: 'batch'; resource: string; statement: 'insert_first' | 'upsert' }
   | { type: 'bytes'; resource: string; format: string; bytes: number }
   | { type: 'exported'; resource: string; format: string; rows: number; bytes: number; seconds: number }
+  | { type: 'store'; operation: StoreOperation; seconds: number; outcome: 'ok' | StoreErrorKind; bytes?: number }
   | { type: 'ready' }
   | { type: 'closed' }
 
@@ -85,6 +88,12 @@ const writes = connect(settings.databaseUrl, {
   applicationName: 'bulk-io import',
 })
 const validation = batchValidation(settings.importThreads, settings.execArgv)
+const stores = openStores(settings.storage, (operation, seconds, outcome, bytes) =>
+  post({ type: 'store', operation, seconds, outcome, bytes }),
+)
+
+/** A job whose store did not answer is claimed again after this. */
+const STORE_RETRY_MS = 5_000
 
 const stopping = new AbortController()
 const running = new Set<Promise<void>>()
@@ -96,18 +105,25 @@ const metrics: ImportMetrics = {
   batchWritten: (resource, statement) => post({ type: 'batch', resource, statement }),
 }
 
-/** A URL job's source, fetched into IMPORT_DIR once (a resumed job reuses the file). */
+/**
+ * A URL job's source: fetched into the imports' store once (a resumed job reuses it), or, for a
+ * `s3://bucket/key` URL, read where it is.
+ */
 async function download(job: ImportJobRow, signal: AbortSignal) {
-  const fetched = await downloadSource(
-    job.source_url as string,
-    settings.importDir,
-    `${job.id}.download`,
-    settings.download,
-    signal,
-  )
-  const inspection = await inspectSource(fetched.path, resourceOf(resources, job.resource), {
+  const url = job.source_url as string
+  const object = parseS3Url(url)
+  const fetched = object
+    ? await stores
+        .bucket(object.bucket)
+        .stat(object.key)
+        .then((found) => {
+          if (!found) throw new SourceRejected(`there is no object ${url}`)
+          return { path: url, sizeBytes: found.size, sha256: null, contentType: null }
+        })
+    : await downloadSource(url, stores.imports, `${job.id}.download`, settings.download, signal)
+  const inspection = await inspectSource(locateSource(stores, fetched.path), resourceOf(resources, job.resource), {
     declared: job.format ?? undefined,
-    filename: new URL(job.source_url as string).pathname,
+    filename: object ? object.key : new URL(url).pathname,
     contentType: fetched.contentType,
   })
   const source = {
@@ -161,6 +177,7 @@ async function runImportJob(job: ImportJobRow): Promise<void> {
       log,
       metrics,
       signal: stopping.signal,
+      stores,
       download,
     })
   } catch (error) {
@@ -168,6 +185,13 @@ async function runImportJob(job: ImportJobRow): Promise<void> {
       jobLog.warn({ err: error }, 'database unavailable: the job goes back to the queue once it answers')
       const released = await releaseWhenBack(job.id, (sql) => releaseJob(sql, 'import', job.id, settings.owner))
       outcome = released ? 'released' : 'lost'
+    } else if (isStoreUnavailable(error)) {
+      // Its checkpoint stands: the job resumes from it once the store answers again.
+      jobLog.warn({ err: error }, 'the store is unavailable: the job goes back to the queue and resumes later')
+      outcome = await deferImportJob(bookkeeping.sql, job.id, settings.owner, STORE_RETRY_MS).then(
+        () => 'deferred' as const,
+        () => 'lost' as const,
+      )
     } else {
       jobLog.error({ err: error }, 'import failed unexpectedly')
       const problem = problemBody(
@@ -190,7 +214,7 @@ async function runExportJob(job: ExportJobRow): Promise<void> {
       control: writes.sql,
       owner: settings.owner,
       leaseSeconds: settings.leaseSeconds,
-      exportDir: settings.exportDir,
+      store: stores.exports,
       ttlSeconds: settings.exportTtlSeconds,
       gzipLevel: settings.exportGzipLevel,
       escapeFormulas: settings.exportEscapeFormulas,

@@ -1,6 +1,3 @@
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
-import path from 'node:path'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply } from 'fastify'
@@ -8,6 +5,7 @@ import { createExport } from '../../app/exports/create-export.ts'
 import { exportFileName, exportMediaTypes } from '../../app/exports/export-query.ts'
 import { exportExpired, exportJobView } from '../../app/exports/job-view.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
+import { S3Store } from '../../app/storage/s3-store.ts'
 import { type ExportJobRow, findExportJob, listExportJobs, markExportDownloaded } from '../../db/exports.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { resourceNames } from '../../resources/index.ts'
@@ -156,6 +154,11 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
             },
           },
           206: { description: 'The requested byte range.', content: { '*/*': { schema: { type: 'string' } } } },
+          302: {
+            description:
+              'With STORAGE=s3 and EXPORT_DOWNLOAD_REDIRECT=true: the file at a presigned URL of the store (`Location`, valid S3_PRESIGN_TTL_SECONDS), which answers Range requests itself.',
+            type: 'null',
+          },
           304: { description: 'Not modified (If-None-Match matched the ETag).', type: 'null' },
           404: problemResponse('No export job has this id.'),
           409: problemResponse('The export is not finished (or it failed).'),
@@ -175,13 +178,10 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
           `The export expired at ${job.expires_at?.toISOString()} and its file was deleted; start a new export.`,
         )
       }
-      const file = path.join(app.storage.exportDir, job.file_name)
-      const size = await stat(file).then(
-        (stats) => stats.size,
-        () => undefined,
-      )
-      if (size === undefined)
-        throw new ProblemError('gone', 'The export’s file is no longer available; start a new export.')
+      const store = app.storage.exports
+      const stored = await store.stat(job.file_name)
+      if (!stored) throw new ProblemError('gone', 'The export’s file is no longer available; start a new export.')
+      const size = stored.size
       const etag = `"${job.sha256}"`
       const ifRange = request.headers['if-range']
       const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, size) : undefined
@@ -203,15 +203,24 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // Delivered (or already held by the client): the export served its purpose.
       if (!job.downloaded_at) await markExportDownloaded(app.sql, job.id)
       if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
+      if (store instanceof S3Store && app.config.EXPORT_DOWNLOAD_REDIRECT) {
+        // The store serves the bytes (Range included) under a short-lived signature.
+        const location = await store.presignGet(job.file_name, {
+          expiresIn: app.config.S3_PRESIGN_TTL_SECONDS,
+          contentDisposition: String(reply.getHeader('content-disposition')),
+          contentType: String(reply.getHeader('content-type')),
+        })
+        return reply.code(302).header('location', location).header('cache-control', 'no-store').send()
+      }
       if (range) {
         reply
           .code(206)
           .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
           .header('content-length', range.end - range.start + 1)
-        return reply.send(createReadStream(file, { start: range.start, end: range.end }))
+        return reply.send(await store.read(job.file_name, range))
       }
       reply.header('content-length', size)
-      return reply.send(createReadStream(file))
+      return reply.send(await store.read(job.file_name))
     },
   )
 

@@ -98,10 +98,13 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['probes'],
         operationId: 'getReadiness',
-        summary: 'Readiness: 200 once migrations ran and the database answers; 503 while draining',
+        summary:
+          'Readiness: 200 once migrations ran and the database (and with STORAGE=s3 the store) answers; 503 while draining',
         response: {
           200: { ...ref(ReadinessSchema), description: 'This instance can take traffic.' },
-          503: problemResponse('Not ready: `reason` is `draining`, `database_down` or `migrations_pending`.'),
+          503: problemResponse(
+            'Not ready: `reason` is `draining`, `database_down`, `store_down` or `migrations_pending`.',
+          ),
         },
       },
     },
@@ -114,6 +117,15 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         return reply.problem('database_unavailable', `The database is not answering: ${database.error}.`, {
           reason: 'database_down',
         })
+      }
+      if (app.config.STORAGE === 's3') {
+        // A write, read and delete in the bucket, at most every few seconds (plugins/storage.ts).
+        const store = await app.storage.health()
+        if (!store.ok) {
+          return reply.problem('store_unavailable', `The object store is not usable: ${store.reason}.`, {
+            reason: 'store_down',
+          })
+        }
       }
       const migrated = app.migrations.ready || (!app.config.MIGRATE_ON_START && (await app.migrations.recheck()))
       if (!migrated) {

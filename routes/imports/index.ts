@@ -6,6 +6,7 @@ import { errorReport } from '../../app/imports/error-report.ts'
 import { failedRecords } from '../../app/imports/failed-records.ts'
 import { sendJobEvents } from '../../app/imports/job-events.ts'
 import { importJobView } from '../../app/imports/job-view.ts'
+import { locateSource } from '../../app/imports/source.ts'
 import { decodeJobCursor, encodeJobCursor } from '../../app/jobs/cursor.ts'
 import {
   findImportJob,
@@ -118,7 +119,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const creation = {
         sql: app.sql,
         config,
-        importDir: app.storage.importDir,
+        store: app.storage.imports,
         resources: app.resources,
         log: request.log,
       }
@@ -242,7 +243,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
       reply
         .type(`${types[job.format]}; charset=utf-8`)
         .header('content-disposition', `attachment; filename="import-${job.id}-failed-records.${job.format}"`)
-      return reply.send(Readable.from(failedRecords(app.sql, job)))
+      return reply.send(Readable.from(failedRecords(app.sql, job, locateSource(app.storage, job.source_path))))
     },
   )
 

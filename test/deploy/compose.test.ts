@@ -3,12 +3,17 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
+import { loadConfig } from '../../plugins/config.ts'
 import { ConfigSchema } from '../../schemas/config.ts'
 import { root } from '../helper.ts'
 
 // compose.yaml checked without a Docker engine (none runs here): it parses, every file or folder
-// it mounts or builds from exists, the service's environment holds only configuration keys, and
+// it mounts or builds from exists, the service's environment holds only configuration keys (and
+// the AWS SDK's credentials) with valid values, the service keeps its files in MinIO's bucket, and
 // Prometheus scrapes the service under its compose name and port.
+
+/** Read by the AWS SDK's credential chain, not by the service's configuration. */
+const awsCredentials = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
 
 /**
  * The repository's top-level folders that `entry`'s modules reach, following relative imports and
@@ -35,17 +40,29 @@ async function reachedFolders(entry: string): Promise<Set<string>> {
 interface Service {
   build?: string
   image?: string
+  command?: string | string[]
+  entrypoint?: string | string[]
   environment?: Record<string, string>
   ports?: string[]
   volumes?: string[]
+  healthcheck?: { test: string[] }
+  depends_on?: Record<string, { condition: string }>
+}
+
+async function composeFile(): Promise<{ services: Record<string, Service>; volumes: Record<string, unknown> }> {
+  return parse(await readFile(path.join(root, 'compose.yaml'), 'utf8'))
 }
 
 t.test('compose.yaml: files, configuration keys, ports and the scrape target agree', async (t) => {
-  const compose = parse(await readFile(path.join(root, 'compose.yaml'), 'utf8')) as {
-    services: Record<string, Service>
-    volumes: Record<string, unknown>
-  }
-  t.same(Object.keys(compose.services).sort(), ['grafana', 'postgres', 'prometheus', 'service'])
+  const compose = await composeFile()
+  t.same(Object.keys(compose.services).sort(), [
+    'grafana',
+    'minio',
+    'minio-bucket',
+    'postgres',
+    'prometheus',
+    'service',
+  ])
   for (const [name, service] of Object.entries(compose.services)) {
     if (service.build) t.ok(existsSync(path.join(root, service.build, 'Dockerfile')), `${name}: its Dockerfile exists`)
     for (const volume of service.volumes ?? []) {
@@ -55,8 +72,9 @@ t.test('compose.yaml: files, configuration keys, ports and the scrape target agr
     }
   }
   const service = compose.services.service as Service
-  const known = new Set(Object.keys(ConfigSchema.properties))
+  const known = new Set([...Object.keys(ConfigSchema.properties), ...awsCredentials])
   for (const key of Object.keys(service.environment ?? {})) t.ok(known.has(key), `${key} is a configuration key`)
+  t.doesNotThrow(() => loadConfig(service.environment), 'the service starts with that environment')
   const port = service.environment?.HTTP_PORT
   t.ok(service.ports?.includes(`${port}:${port}`), 'the service publishes HTTP_PORT')
 
@@ -77,6 +95,49 @@ t.test('compose.yaml: files, configuration keys, ports and the scrape target agr
     dashboard.templating.list[0].current.value,
     datasource.datasources[0]?.uid,
     'the dashboard uses that data source',
+  )
+})
+
+t.test('compose.yaml: the service keeps its files in the bucket of MinIO, which minio-bucket creates', async (t) => {
+  const compose = await composeFile()
+  const { minio, 'minio-bucket': bucket, service } = compose.services as Record<string, Service>
+  if (!minio || !bucket || !service) throw new Error('a service is missing')
+  const config = loadConfig(service.environment)
+  t.equal(config.STORAGE, 's3')
+  t.equal(config.S3_FORCE_PATH_STYLE, true, 'MinIO needs path-style addressing')
+  t.notOk(service.volumes, 'the service mounts no volume: no files are shared through one')
+  t.notOk('files' in compose.volumes, 'nor is one declared for them')
+
+  // MinIO, pinned, serving /data from a volume, and healthy only once it answers.
+  t.match(minio.image, /^minio\/minio:RELEASE\.\d{4}-\d\d-\d\dT[\d-]+Z$/, 'MinIO pinned to a release')
+  t.equal(minio.command, 'server /data --console-address :9001')
+  t.ok(
+    minio.volumes?.some((volume) => /^[\w-]+:\/data$/.test(volume)),
+    'its data on a named volume',
+  )
+  t.ok(minio.healthcheck?.test.length, 'a healthcheck')
+  const endpoint = new URL(config.S3_ENDPOINT)
+  t.equal(endpoint.hostname, 'minio', 'S3_ENDPOINT is the compose service')
+  t.ok(minio.ports?.includes(`127.0.0.1:${endpoint.port}:${endpoint.port}`), 'on its S3 port')
+  t.equal(service.environment?.AWS_ACCESS_KEY_ID, minio.environment?.MINIO_ROOT_USER, "the access key is MinIO's user")
+  t.equal(service.environment?.AWS_SECRET_ACCESS_KEY, minio.environment?.MINIO_ROOT_PASSWORD, 'the secret its password')
+
+  // The one-shot bucket service: waits for MinIO, creates S3_BUCKET (already there is fine).
+  t.match(bucket.image, /^minio\/mc:RELEASE\.\d{4}-\d\d-\d\dT[\d-]+Z$/, 'mc pinned to a release')
+  t.same(bucket.depends_on?.minio, { condition: 'service_healthy' }, 'it waits for MinIO')
+  const script = [bucket.entrypoint ?? [], bucket.command ?? []].flat().join(' ').replaceAll('$$', '$')
+  const alias = /mc alias set (\S+) (\S+) "\$MINIO_ROOT_USER" "\$MINIO_ROOT_PASSWORD"/.exec(script)
+  t.equal(alias?.[2], config.S3_ENDPOINT, 'mc reaches MinIO at S3_ENDPOINT')
+  t.match(script, `mc mb --ignore-existing ${alias?.[1]}/${config.S3_BUCKET}`, 'and creates S3_BUCKET')
+  t.same(
+    [bucket.environment?.MINIO_ROOT_USER, bucket.environment?.MINIO_ROOT_PASSWORD],
+    [minio.environment?.MINIO_ROOT_USER, minio.environment?.MINIO_ROOT_PASSWORD],
+    "with MinIO's credentials",
+  )
+  t.same(
+    service.depends_on?.['minio-bucket'],
+    { condition: 'service_completed_successfully' },
+    'the service starts once the bucket exists',
   )
 })
 

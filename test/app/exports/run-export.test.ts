@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { readdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -36,7 +37,7 @@ t.test('a running export whose owner died is taken over after its lease and comp
     update export_jobs set status = 'running', lease_owner = 'dead-host:1:abc', attempts = 1,
       started_at = now(), lease_expires_at = now() - interval '1 second'
     where id = ${id}`
-  await writeFile(path.join(app.storage.exportDir, `${id}.1.partial`), 'id,email\nhalf a row')
+  await writeFile(path.join(app.storage.exportDir, `${id}.csv.${randomUUID()}.partial`), 'id,email\nhalf a row')
 
   app.jobs.start()
   let job = (await app.inject({ url: `/api/v1/exports/${id}` })).json<ExportJob>()

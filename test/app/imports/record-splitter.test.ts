@@ -278,3 +278,227 @@ t.test('NDJSON: a whitespace-only line is blank however long, also at the end of
   ])
   assertChunkingIndependent(t, source, { format: 'ndjson', maxRecordBytes: 50 })
 })
+
+// --- Resuming at a batch's resume point --------------------------------------------------------
+
+type Resumable = Parameters<typeof split>[1]
+
+/** What a batch says, in plain values. */
+const plain = (batch: RecordBatch) => ({ ...batch, chunk: batch.chunk.toString(), starts: Array.from(batch.starts) })
+
+/** Splits the rest of `source` with a splitter resumed after `batch`, one of `whole`'s. */
+function resume(source: string | Buffer, options: Resumable, whole: Split, batch: RecordBatch, pieceSize = Infinity) {
+  const bytes = typeof source === 'string' ? Buffer.from(source) : source
+  if (!batch.resume) throw new Error('the batch has no resume point')
+  const resumeFrom = {
+    ...batch.resume,
+    records: batch.spans.at(-1)?.record ?? 0,
+    header: whole.splitter.header,
+    lineEnding: whole.splitter.lineEnding,
+  }
+  return split(bytes.subarray(batch.resume.offset), { ...options, resumeFrom }, pieceSize)
+}
+
+/** Resumed after any batch, in pieces of any size, a splitter emits the batches that followed it. */
+function assertResumable(t: Test, source: string, options: Resumable) {
+  const whole = split(source, options)
+  t.ok(whole.batches.length > 1, 'more than one batch')
+  for (const [index, batch] of whole.batches.entries()) {
+    t.ok(batch.resume, `batch ${index} has a resume point`)
+    for (const size of [Infinity, 1, 2, 5]) {
+      const resumed = resume(source, options, whole, batch, size)
+      t.same(resumed.batches.map(plain), whole.batches.slice(index + 1).map(plain), `after batch ${index}, ${size}`)
+      t.same(resumed.splitter.lineEnding, whole.splitter.lineEnding)
+      const warnings = resumed.splitter.warnings
+      t.same(warnings, whole.splitter.warnings.slice(whole.splitter.warnings.length - warnings.length))
+    }
+  }
+  return whole
+}
+
+t.test('resume: CSV with LF goes on at the line end of the last record of the batch', async (t) => {
+  const source = 'id,name\n1,Ann\n2,Bob\n\n3,Cid\n'
+  const options = { format: 'csv', batchRecords: 1 } as const
+  const whole = assertResumable(t, source, options)
+  t.same(
+    whole.batches.map((batch) => batch.resume),
+    [
+      { offset: 13, line: 2 },
+      { offset: 19, line: 3 },
+      { offset: 26, line: 5 },
+    ],
+  )
+  const first = whole.batches[0] as RecordBatch
+  t.equal(first.endOffset, 13, 'the resume point is endOffset in CSV')
+  t.same(resume(source, options, whole, first).records, [
+    [2, 3, '2,Bob'],
+    [3, 5, '3,Cid'],
+  ])
+})
+
+t.test('resume: CSV with CRLF, a BOM and quoted fields holding line ends', async (t) => {
+  const source = '\uFEFFid,body\r\n1,"two\r\nlines"\r\n2,"a\nb"\r\n3,x\r\n4,"""q"""'
+  const options = { format: 'csv', batchRecords: 1 } as const
+  const whole = assertResumable(t, source, options)
+  const first = whole.batches[0] as RecordBatch
+  t.same(first.resume, { offset: 26, line: 3 }, 'at the CR of the CRLF')
+  t.equal(Buffer.from(source).subarray(25, 28).toString(), '"\r\n', 'offsets count the BOM bytes')
+  // Without lineEnding, a resumed splitter takes it from the batch's own line end.
+  const resumed = split(Buffer.from(source).subarray(26), {
+    ...options,
+    resumeFrom: { offset: 26, line: 3, records: 1, header: whole.splitter.header },
+  })
+  t.equal(resumed.splitter.lineEnding, '\r\n')
+  t.same(resumed.records, [
+    [2, 4, '2,"a\nb"'],
+    [3, 6, '3,x'],
+    [4, 7, '4,"""q"""'],
+  ])
+  t.same(resumed.splitter.header, whole.splitter.header, 'the header passed in, not a record read as it')
+})
+
+t.test('resume: lineEnding follows the first line end of the file, also when the rest differs', async (t) => {
+  const source = 'id\n1\r\n2\r\n3\r\n'
+  const whole = assertResumable(t, source, { format: 'csv', batchRecords: 1 })
+  t.equal(whole.splitter.lineEnding, '\n')
+  const first = whole.batches[0] as RecordBatch
+  const resumeFrom = {
+    ...(first.resume as { offset: number; line: number }),
+    records: 1,
+    header: whole.splitter.header,
+  }
+  const learned = split(Buffer.from(source).subarray(resumeFrom.offset), { format: 'csv', resumeFrom })
+  t.equal(learned.splitter.lineEnding, '\r\n', 'without lineEnding: that of the batch line end')
+})
+
+t.test('resume: a CSV resumeFrom without the header is refused', async (t) => {
+  t.throws(
+    () =>
+      new RecordSplitter({
+        format: 'csv',
+        batchRecords: 1,
+        maxRecordBytes: 10,
+        resumeFrom: { offset: 3, line: 2, records: 1 },
+      }),
+    {
+      message: /header/,
+    },
+  )
+})
+
+t.test('resume: NDJSON with blank and whitespace-only lines, CRLF and LF', async (t) => {
+  const source = '{"a":1}\n\n   \n{"a":2}\r\n\r\n \t\r\n{"a":3}\n{"a":4}'
+  const whole = assertResumable(t, source, { format: 'ndjson', batchRecords: 1 })
+  t.same(
+    whole.batches.map((batch) => batch.resume),
+    [
+      { offset: 7, line: 1 },
+      { offset: 20, line: 4 },
+      { offset: 35, line: 7 },
+      { offset: 43, line: 8 },
+    ],
+  )
+  t.same(
+    whole.batches.map((batch) => batch.endOffset),
+    [7, 20, 35, 43],
+  )
+})
+
+t.test('resume: JSON goes on after the comma, whatever newlines come before it', async (t) => {
+  const source = '[\n  {"a": 1}\n  ,\n  {"a": 2}\n\n  ,{"a":\n3},\n{"a":4}\n]\n'
+  const options = { format: 'json', batchRecords: 1 } as const
+  const whole = assertResumable(t, source, options)
+  const first = whole.batches[0] as RecordBatch
+  t.equal(first.endOffset, 12, 'just after the element')
+  t.same(first.resume, { offset: 16, line: 3 }, 'just after its comma, two lines on')
+  t.equal(source.slice(12, 16), '\n  ,')
+  t.same(resume(source, options, whole, first).records, [
+    [2, 4, '{"a": 2}'],
+    [3, 6, '{"a":\n3}'],
+    [4, 8, '{"a":4}'],
+  ])
+  // The last element is closed by the `]`: a splitter resumed at the `]` ends the array the same.
+  t.same(whole.batches.at(-1)?.resume, { offset: source.lastIndexOf(']'), line: 9 })
+})
+
+t.test('resume: pretty-printed JSON arrays, with a BOM', async (t) => {
+  const values = [{ a: 1, b: [1, 2] }, 'two\nlines', null, [], { c: { d: '],' } }]
+  for (const indent of [2, '\t']) {
+    assertResumable(t, `\uFEFF${JSON.stringify(values, null, indent)}\n`, { format: 'json', batchRecords: 2 })
+  }
+})
+
+t.test('resume: JSON with stray ] tokens, data after the array or no closing ]', async (t) => {
+  const stray = '[{"a":1}] ,\n{"a":2},\n],\n{"a":3}]\n'
+  const whole = assertResumable(t, stray, { format: 'json', batchRecords: 1 })
+  t.same(
+    whole.batches.map((batch) => batch.resume),
+    [
+      { offset: 11, line: 1 },
+      { offset: 20, line: 2 },
+      { offset: 23, line: 3 },
+      { offset: 31, line: 4 },
+    ],
+    'after the comma that made a ] stray; at the ] that ends the array',
+  )
+  const trailing = assertResumable(t, '[{"a":1},{"a":2}]\n] x', { format: 'json', batchRecords: 1 })
+  t.same(trailing.splitter.warnings, ['data after the end of the JSON array was ignored'])
+  const open = assertResumable(t, '[{"a":1},\n{"a":2', { format: 'json', batchRecords: 1 })
+  t.same(open.splitter.warnings, ['the JSON array is not closed with "]"'])
+  t.same(open.batches.at(-1)?.resume, { offset: 16, line: 2 }, 'at the end of the source')
+  assertResumable(t, '[{"a":1},\n{"a":2},\n', { format: 'json', batchRecords: 1 })
+})
+
+t.test('resume: a U+FEFF after a JSON comma is part of the next element, not a BOM', async (t) => {
+  const source = '[1,\uFEFF2,3]'
+  const whole = assertResumable(t, source, { format: 'json', batchRecords: 1 })
+  t.same(whole.records[1], [2, 1, '\uFEFF2'])
+})
+
+t.test('resume: after too_large records, and batches cut by maxBatchBytes', async (t) => {
+  const long = 'x'.repeat(40)
+  for (const [format, source] of [
+    ['csv', `id\r\n${long}\r\n1\r\n"${long}\n"\r\n2\r\n${long}`],
+    ['ndjson', `"${long}"\n1\n\n"${long}"\r\n2\n"${long}"`],
+    ['json', `[\n"${long}"\n,1,\n"${long}"\n,2,"${long}"]`],
+  ] as const) {
+    const whole = assertResumable(t, source, { format, batchRecords: 2, maxRecordBytes: 20 })
+    t.ok(
+      whole.batches.some((batch) => batch.spans.at(-1)?.problem === 'too_large'),
+      `${format}: a batch ends with a too_large record`,
+    )
+    assertResumable(t, source, { format, batchRecords: 100, maxRecordBytes: 50, maxBatchBytes: 10 })
+  }
+})
+
+t.test(
+  'resume: record numbers go on from resumeFrom.records, and skipRecords still counts from the start',
+  async (t) => {
+    const source = `id\n${Array.from({ length: 10 }, (_, index) => index + 1).join('\n')}\n`
+    const options = { format: 'csv', batchRecords: 4 } as const
+    const whole = split(source, options)
+    const first = whole.batches[0] as RecordBatch
+    const resumed = resume(source, options, whole, first)
+    t.same(
+      resumed.batches.map((batch) => batch.spans.map((span) => span.record)),
+      [
+        [5, 6, 7, 8],
+        [9, 10],
+      ],
+    )
+    const skipping = resume(source, { ...options, skipRecords: 6 }, whole, first)
+    t.same(
+      skipping.batches.map((batch) => batch.spans.map((span) => [span.record, span.line])),
+      [
+        [
+          [7, 8],
+          [8, 9],
+          [9, 10],
+          [10, 11],
+        ],
+      ],
+      'records 5 and 6 are passed over, as from the start of the source',
+    )
+    t.equal(skipping.splitter.records, 10)
+  },
+)

@@ -139,7 +139,7 @@ export interface paths {
         put?: never;
         /**
          * Start an import job from an uploaded file (multipart) or a URL (JSON)
-         * @description multipart/form-data: `file` (CSV, NDJSON or JSON array, optionally gzip) and `resource` [+ `format`, `dry_run`]; the file streams to disk. application/json: `{resource, url, format?, dry_run?}`; the job downloads the URL. Answers 202 with the job and its Location. With Idempotency-Key, the same key and payload give the same job (`Idempotent-Replayed: true`), another payload 422, a key still in use 409.
+         * @description multipart/form-data: `file` (CSV, NDJSON or JSON array, optionally gzip) and `resource` [+ `format`, `dry_run`]; the file streams to the store. application/json: `{resource, url, format?, dry_run?}`: the job downloads the URL (or reads a s3:// object of S3_IMPORT_BUCKETS where it is); or `{resource, upload_id, format?, dry_run?}`: a completed direct upload (POST /api/v1/uploads). Answers 202 with the job and its Location. With Idempotency-Key, the same key and payload give the same job (`Idempotent-Replayed: true`), another payload 422, a key still in use 409.
          */
         post: operations["createImport"];
         delete?: never;
@@ -290,6 +290,61 @@ export interface paths {
         get: operations["streamCommentsExport"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a direct upload into the object store (presigned URLs)
+         * @description For large files (STORAGE=s3): answers presigned PUT URLs, one for a file up to S3_PART_BYTES, else one per part of S3_PART_BYTES (or more, for files of more than 10,000 parts). PUT the bytes, keep each part’s ETag, POST to `complete_url`, then start the import with `{resource, upload_id}`.
+         */
+        post: operations["createUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A direct upload, with fresh presigned URLs while it is pending */
+        get: operations["getUpload"];
+        put?: never;
+        post?: never;
+        /** Abort a pending direct upload (its parts are deleted) */
+        delete: operations["abortUpload"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads/{id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Complete a direct upload once every byte is up */
+        post: operations["completeUpload"];
         delete?: never;
         options?: never;
         head?: never;
@@ -674,8 +729,13 @@ export interface components {
         ImportFromUrl: {
             /** @enum {string} */
             resource: "users" | "articles" | "comments";
-            /** @description An http or https URL of the file. */
-            url: string;
+            /** @description An http or https URL of the file, or s3://bucket/key for a bucket of S3_IMPORT_BUCKETS (read with the service’s credentials). Give url or upload_id. */
+            url?: string;
+            /**
+             * Format: uuid
+             * @description A completed direct upload (POST /api/v1/uploads). Give url or upload_id.
+             */
+            upload_id?: string;
             /**
              * @description Default: from the URL’s path, the Content-Type, or sniffed.
              * @enum {string}
@@ -705,6 +765,57 @@ export interface components {
             items: components["schemas"]["ImportJob"][];
             /** @description Pass as `cursor` for the next page; null at the end. */
             next_cursor: string | null;
+        };
+        CreateUpload: {
+            /** @description The file’s size in bytes (up to 5 TiB, S3’s largest object). */
+            size_bytes: number;
+            /** @description The file’s name: its extension may give the format. */
+            filename?: string;
+            /** @description The file’s media type: it may give the format. */
+            content_type?: string;
+        };
+        Upload: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * @description `pending` until completed; then an import may name it (`upload_id`).
+             * @enum {string}
+             */
+            status: "pending" | "completed" | "aborted";
+            /** @description Declared when pending; what the store holds once completed. */
+            size_bytes: number;
+            filename: string | null;
+            content_type: string | null;
+            /** @enum {string} */
+            method: "PUT";
+            /** @description One PUT of the whole file (files up to S3_PART_BYTES); null for a multipart upload. */
+            url: string | null;
+            /** @description A multipart upload: every part but the last has this size. */
+            part_size_bytes: number | null;
+            /** @description A multipart upload: one presigned PUT per part (empty for a single PUT, and once completed). */
+            parts: {
+                part_number: number;
+                /** @description PUT the part’s bytes here; keep the ETag header of the answer. */
+                url: string;
+            }[];
+            /** @description POST here once every byte is up. */
+            complete_url: string;
+            /**
+             * Format: date-time
+             * @description When the presigned URLs stop working.
+             */
+            expires_at: string;
+            /** Format: date-time */
+            created_at: string;
+            completed_at: string | null;
+        };
+        CompleteUpload: {
+            /** @description A multipart upload: every part, in order. Omit for a single PUT. */
+            parts?: {
+                part_number: number;
+                /** @description The ETag header the part’s PUT answered. */
+                etag: string;
+            }[];
         };
     };
     responses: never;
@@ -1836,6 +1947,305 @@ export interface operations {
             };
             /** @description EXPORT_MAX_STREAMS streams are running; retry after a few seconds. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateUpload"];
+            };
+        };
+        responses: {
+            /** @description The upload, with its URLs. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Upload"];
+                };
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service keeps files in directories (STORAGE=fs): no direct uploads. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is of a media type this operation does not read. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The upload. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Upload"];
+                };
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No upload has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service keeps files in directories (STORAGE=fs): no direct uploads. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    abortUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Aborted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No upload has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upload is not pending, or STORAGE=fs. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure; the body is generic, the log line has the details. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    completeUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteUpload"];
+            };
+        };
+        responses: {
+            /** @description The completed upload: an import may name it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Upload"];
+                };
+            };
+            /** @description The request does not match the schema; `errors` lists every failing field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An API key is required (only when the service has API_KEYS set). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No upload has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Nothing (or not every part) was uploaded, the upload was aborted, or STORAGE=fs. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than BODY_LIMIT_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is of a media type this operation does not read. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -50,10 +50,12 @@ const rules = {
   },
   export: {
     table: (sql: Sql) => sql`export_jobs`,
+    /** A queued export waits out its `not_before` (the store did not take its file: it was deferred). */
     claimable: (sql: Sql) => sql`
-      candidate.status = 'queued' or (candidate.status = 'running' and candidate.lease_expires_at < now())`,
+      (candidate.status = 'queued' and (candidate.not_before is null or candidate.not_before <= now()))
+        or (candidate.status = 'running' and candidate.lease_expires_at < now())`,
     /** An export starts its file again from the first row; it has nothing more to clear on a hand-back. */
-    onClaim: (sql: Sql) => sql`, rows = 0, bytes = 0`,
+    onClaim: (sql: Sql) => sql`, rows = 0, bytes = 0, not_before = null`,
     onHandBack: (sql: Sql) => sql``,
     /** An export records the rows and bytes written so far with its heartbeat. */
     onRenew: (sql: Sql, progress?: { rows: number; bytes: number }) =>
@@ -144,14 +146,22 @@ export async function renewLease(
 
 /**
  * Gives a running job back to the queue in good order (shutdown, or its database went away):
- * another process takes it at once, and the run does not count as an attempt.
+ * another process takes it at once (or after `delayMs`: its store was away), and the run does not
+ * count as an attempt.
  */
-export async function releaseJob(sql: Sql, kind: JobKind, jobId: string, owner: string): Promise<void> {
+export async function releaseJob(
+  sql: Sql,
+  kind: JobKind,
+  jobId: string,
+  owner: string,
+  delayMs?: number,
+): Promise<void> {
   const rule = rules[kind]
+  const notBefore = delayMs === undefined ? sql`` : sql`, not_before = now() + make_interval(secs => ${delayMs / 1000})`
   await sql`
     with released as (
       update ${rule.table(sql)} set status = 'queued', lease_owner = null, lease_expires_at = null,
-        attempts = attempts - 1 ${rule.onHandBack(sql)}
+        attempts = attempts - 1 ${rule.onHandBack(sql)} ${notBefore}
       where id = ${jobId} and lease_owner = ${owner} and status = 'running'
       returning id
     )

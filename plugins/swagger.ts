@@ -159,6 +159,10 @@ export default fp(
           { name: 'probes', description: 'Health, readiness and liveness for orchestrators.' },
           { name: 'observability', description: 'Prometheus metrics.' },
           { name: 'imports', description: 'Async import jobs: uploads and URLs, per-record errors, failed records.' },
+          {
+            name: 'uploads',
+            description: 'Direct uploads of large files into the object store (STORAGE=s3), for imports.',
+          },
           { name: 'exports', description: 'Streaming exports and async export jobs with downloadable files.' },
         ],
         components: {

@@ -111,7 +111,20 @@ export function importSchemas(resourceNames: readonly string[]) {
   const fromUrl = Type.Object(
     {
       resource: stringEnum(resourceNames),
-      url: Type.String({ minLength: 1, maxLength: 4096, description: 'An http or https URL of the file.' }),
+      url: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 4096,
+          description:
+            'An http or https URL of the file, or s3://bucket/key for a bucket of S3_IMPORT_BUCKETS (read with the service’s credentials). Give url or upload_id.',
+        }),
+      ),
+      upload_id: Type.Optional(
+        Type.String({
+          format: 'uuid',
+          description: 'A completed direct upload (POST /api/v1/uploads). Give url or upload_id.',
+        }),
+      ),
       format: Type.Optional(
         stringEnum(importFormats, { description: 'Default: from the URL’s path, the Content-Type, or sniffed.' }),
       ),

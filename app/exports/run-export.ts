@@ -7,7 +7,7 @@ import { completeExportJob, type ExportJobRow, exportCopyStatement, failExportJo
 import { releaseJob, renewLease } from '../../db/job-queue.ts'
 import { type ResourceDescriptor, resourceOf } from '../../resources/index.ts'
 import { problemBody } from '../../schemas/problem.ts'
-import { type ObjectStore, StoreError } from '../storage/object-store.ts'
+import { type ObjectStore, STORE_RETRY_MS, StoreError } from '../storage/object-store.ts'
 import { copyExport, ExportAborted } from './copy-export.ts'
 import { exportQuery } from './export-query.ts'
 
@@ -139,7 +139,7 @@ export async function runExport(job: ExportJobRow, context: ExportContext): Prom
       // The store did not take the file (away, or refusing): the export runs again once its
       // lease expires, on whichever instance claims it.
       jobLog.warn({ err: writeFailure ?? error }, 'the store did not take the export file; it starts again later')
-      await releaseJob(sql, 'export', job.id, owner).catch(() => {})
+      await releaseJob(sql, 'export', job.id, owner, STORE_RETRY_MS).catch(() => {})
       return 'released'
     }
     if (error instanceof ExportAborted) {

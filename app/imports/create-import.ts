@@ -1,30 +1,35 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Sql } from '../../db/connection.ts'
 import { findImportJob, type ImportJobRow, insertImportJob } from '../../db/imports.ts'
+import { findUpload } from '../../db/uploads.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { type ResourceDescriptor, resourceNames, resourceOf } from '../../resources/index.ts'
 import type { Config } from '../../schemas/config.ts'
 import { idempotent } from '../jobs/idempotency.ts'
-import type { ObjectStore } from '../storage/object-store.ts'
+import { parseS3Url, type Stores } from '../storage/stores.ts'
 import { checkImportUrl } from './download.ts'
 import { type ImportOptions, importFingerprint, type ReceivedUpload, receiveUpload, uploadOptions } from './intake.ts'
-import { inspectSource } from './source.ts'
+import { inspectSource, SourceRejected } from './source.ts'
 import { type UnknownFieldList, UnknownFields } from './unknown-fields.ts'
 
 export interface ImportCreation {
   sql: Sql
   config: Config
-  /** Where uploads go: the imports' store. */
-  store: ObjectStore
+  /** Where uploads go (the imports' store), and the buckets a s3:// URL may name. */
+  stores: Stores
   /** The app's resources (an upload's `resource` must name one). */
   resources: readonly ResourceDescriptor[]
   log: FastifyBaseLogger
 }
 
-/** What a POST /api/v1/imports asks for: a file it uploads (multipart), or a URL for the job to download. */
+/**
+ * What a POST /api/v1/imports asks for: a file it uploads (multipart), a URL for the job to
+ * download (or a s3:// object to read where it is), or a completed direct upload.
+ */
 export type ImportRequest =
   | { kind: 'upload'; request: FastifyRequest }
   | { kind: 'url'; resource: string; url: string; format?: ImportOptions['format']; dryRun?: boolean }
+  | { kind: 'stored'; resource: string; uploadId: string; format?: ImportOptions['format']; dryRun?: boolean }
 
 /**
  * Creates an import job (docs/contract.md §6): streams an upload to the store (its SHA-256 and
@@ -46,19 +51,29 @@ export async function createImport(
     config,
   }
   return idempotent(creation.sql, keyOptions, async (key) => {
+    const store = creation.stores.imports
     let upload: ReceivedUpload | undefined
+    let stored: { key: string; filename: string | null; contentType: string | null; sizeBytes: number } | undefined
     let created = false
     try {
       let options: ImportOptions
       const url = asked.kind === 'url' ? asked.url : null
       if (asked.kind === 'upload') {
-        upload = await receiveUpload(asked.request, creation.store)
+        upload = await receiveUpload(asked.request, store)
         options = uploadOptions(upload.fields, resourceNames(creation.resources))
       } else {
         options = { resource: asked.resource, format: asked.format, dryRun: asked.dryRun ?? false }
       }
+      if (asked.kind === 'stored') stored = await directUpload(creation, asked.uploadId)
       const replay = await key.settle(
-        importFingerprint(options, upload ? { sha256: upload.sha256 } : { url: url ?? '' }),
+        importFingerprint(
+          options,
+          upload
+            ? { sha256: upload.sha256 }
+            : asked.kind === 'stored'
+              ? { upload: asked.uploadId }
+              : { url: url ?? '' },
+        ),
       )
       if (replay) {
         const job = await findImportJob(creation.sql, replay)
@@ -69,19 +84,22 @@ export async function createImport(
       let format = options.format ?? null
       let warnings: string[] = []
       let unknownFields: UnknownFieldList = { names: [], more: false }
-      if (upload) {
+      const file = upload ?? stored
+      if (file) {
         const inspection = await inspectSource(
-          { store: creation.store, key: upload.key },
+          { store, key: file.key },
           resourceOf(creation.resources, options.resource),
           {
             declared: options.format,
-            filename: upload.filename,
-            contentType: upload.contentType,
+            filename: file.filename,
+            contentType: file.contentType,
           },
         )
         format = inspection.format
         warnings = inspection.warnings
         unknownFields = UnknownFields.listOf(inspection.unknownFields)
+      } else if (url?.startsWith('s3:')) {
+        await checkS3Url(creation.stores, url)
       } else {
         await checkImportUrl(url ?? '', config.IMPORT_URL_ALLOW_PRIVATE)
       }
@@ -91,13 +109,13 @@ export async function createImport(
           resource: options.resource,
           format,
           dry_run: options.dryRun,
-          source_type: upload ? 'upload' : 'url',
-          source_filename: upload?.filename ?? null,
+          source_type: file ? 'upload' : 'url',
+          source_filename: file?.filename ?? null,
           source_url: url,
-          source_path: upload?.key ?? null,
-          source_size_bytes: upload?.sizeBytes ?? null,
+          source_path: file?.key ?? null,
+          source_size_bytes: file?.sizeBytes ?? null,
           source_sha256: upload?.sha256 ?? null,
-          bytes_total: upload?.sizeBytes ?? null,
+          bytes_total: file?.sizeBytes ?? null,
           batch_size: config.BATCH_SIZE,
           warnings,
           unknown_fields: unknownFields.names,
@@ -110,7 +128,37 @@ export async function createImport(
       creation.log.info({ job_id: job.id, resource: job.resource, source: job.source_type }, 'import job created')
       return { job, replayed: false }
     } finally {
-      if (upload && !created) await creation.store.delete(upload.key).catch(() => {})
+      // The service's own copy of a refused upload goes; a direct upload stays the client's.
+      if (upload && !created) await store.delete(upload.key).catch(() => {})
     }
   })
+}
+
+/** A direct upload an import may name: completed (app/imports/direct-upload.ts). */
+async function directUpload(creation: ImportCreation, id: string) {
+  const row = await findUpload(creation.sql, id)
+  if (!row) throw new SourceRejected(`there is no upload ${id}`)
+  if (row.status !== 'completed') {
+    throw new SourceRejected(
+      `the upload ${id} is ${row.status}: complete it (POST /api/v1/uploads/${id}/complete) first`,
+    )
+  }
+  return {
+    key: row.object_key,
+    filename: row.filename,
+    contentType: row.content_type,
+    sizeBytes: Number(row.size_bytes),
+  }
+}
+
+/** A s3:// source: of a bucket of S3_IMPORT_BUCKETS, and there. */
+async function checkS3Url(stores: Stores, url: string): Promise<void> {
+  const object = parseS3Url(url)
+  if (!object) throw new SourceRejected('an s3 url must be s3://bucket/key')
+  if (!stores.settings.importBuckets.includes(object.bucket)) {
+    throw new SourceRejected(
+      `the bucket ${object.bucket} is not one of S3_IMPORT_BUCKETS, the buckets imports may read`,
+    )
+  }
+  if (!(await stores.bucket(object.bucket).stat(object.key))) throw new SourceRejected(`there is no object ${url}`)
 }

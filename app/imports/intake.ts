@@ -165,12 +165,15 @@ export function uploadOptions(fields: Record<string, string>, resourceNames: rea
 }
 
 /** What makes two requests with one Idempotency-Key the same request (docs/contract.md §9). */
-export function importFingerprint(options: ImportOptions, source: { sha256: string } | { url: string }): string {
+export function importFingerprint(
+  options: ImportOptions,
+  source: { sha256: string } | { url: string } | { upload: string },
+): string {
   const canonical = JSON.stringify({
     resource: options.resource,
     format: options.format ?? null,
     dry_run: options.dryRun,
-    source: 'sha256' in source ? { sha256: source.sha256 } : { url: source.url },
+    source,
   })
   return createHash('sha256').update(canonical).digest('hex')
 }

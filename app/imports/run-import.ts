@@ -250,6 +250,16 @@ async function execute(
   const unknownFields = new UnknownFields(job.unknown_fields, job.unknown_fields_more)
   const location = locateSource(run.stores, path)
   const resumeFrom = await resumePoint(job, location, format)
+  if (resumeFrom) {
+    log.info(
+      {
+        from_byte: resumeFrom.offset,
+        checkpoint_record: resumeFrom.records,
+        source: location.store.locate(location.key),
+      },
+      'import resumes at its checkpoint: the source is read from its byte on',
+    )
+  }
   const splitter = new RecordSplitter({
     format,
     batchRecords: job.batch_size,

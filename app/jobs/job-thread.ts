@@ -12,7 +12,12 @@ import { downloadSource } from '../imports/download.ts'
 import { type ImportMetrics, type RunOutcome, runImport } from '../imports/run-import.ts'
 import { inspectSource, locateSource, SourceRejected } from '../imports/source.ts'
 import { UnknownFields } from '../imports/unknown-fields.ts'
-import { isStoreUnavailable, type StoreErrorKind, type StoreOperation } from '../storage/object-store.ts'
+import {
+  isStoreUnavailable,
+  STORE_RETRY_MS,
+  type StoreErrorKind,
+  type StoreOperation,
+} from '../storage/object-store.ts'
 import { openStores, parseS3Url, type StoreSettings } from '../storage/stores.ts'
 import { batchValidation } from '../workers/batch-validation.ts'
 import { lowerThreadPriority } from '../workers/thread-priority.ts'
@@ -91,9 +96,6 @@ const validation = batchValidation(settings.importThreads, settings.execArgv)
 const stores = openStores(settings.storage, (operation, seconds, outcome, bytes) =>
   post({ type: 'store', operation, seconds, outcome, bytes }),
 )
-
-/** A job whose store did not answer is claimed again after this. */
-const STORE_RETRY_MS = 5_000
 
 const stopping = new AbortController()
 const running = new Set<Promise<void>>()

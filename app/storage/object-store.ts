@@ -74,6 +74,9 @@ export interface ObjectStore {
   check(): Promise<void>
 }
 
+/** A job handed back because the store was away is claimed again after this. */
+export const STORE_RETRY_MS = 5_000
+
 export type StoreErrorKind = 'not_found' | 'no_bucket' | 'denied' | 'unavailable' | 'failed'
 
 /**

@@ -31,6 +31,20 @@ import { problemResponse } from '../../schemas/problem.ts'
 
 const FIRST_ERRORS = 20
 
+/** A JSON import request: a URL, or a direct upload's id (one of the two). */
+function jsonImportRequest(body: ImportFromUrl): ImportRequest {
+  const options = { resource: body.resource, format: body.format, dryRun: body.dry_run }
+  if ((body.url === undefined) === (body.upload_id === undefined)) {
+    const reason = body.url === undefined ? 'is required (or upload_id)' : 'must not be given with upload_id'
+    throw new ProblemError('validation_failed', `body.url ${reason}.`, {
+      errors: [{ in: 'body', name: 'url', pointer: '/url', reason }],
+    })
+  }
+  return body.url !== undefined
+    ? { kind: 'url', url: body.url, ...options }
+    : { kind: 'stored', uploadId: body.upload_id as string, ...options }
+}
+
 /**
  * Import jobs (docs/contract.md §6): start one from an upload or a URL, follow it, read its errors and its
  * rejected records, cancel it. The jobs themselves run in plugins/jobs.ts.
@@ -82,7 +96,7 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createImport',
         summary: 'Start an import job from an uploaded file (multipart) or a URL (JSON)',
         description:
-          'multipart/form-data: `file` (CSV, NDJSON or JSON array, optionally gzip) and `resource` [+ `format`, `dry_run`]; the file streams to disk. application/json: `{resource, url, format?, dry_run?}`; the job downloads the URL. Answers 202 with the job and its Location. With Idempotency-Key, the same key and payload give the same job (`Idempotent-Replayed: true`), another payload 422, a key still in use 409.',
+          'multipart/form-data: `file` (CSV, NDJSON or JSON array, optionally gzip) and `resource` [+ `format`, `dry_run`]; the file streams to the store. application/json: `{resource, url, format?, dry_run?}`: the job downloads the URL (or reads a s3:// object of S3_IMPORT_BUCKETS where it is); or `{resource, upload_id, format?, dry_run?}`: a completed direct upload (POST /api/v1/uploads). Answers 202 with the job and its Location. With Idempotency-Key, the same key and payload give the same job (`Idempotent-Replayed: true`), another payload 422, a key still in use 409.',
         headers: IdempotencyHeadersSchema,
         body: { content: { 'application/json': { schema: ref(ImportFromUrlSchema) } } },
         response: {
@@ -112,14 +126,13 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
           `Send multipart/form-data (a file) or application/json (a URL), not ${mediaType}.`,
         )
       }
-      const body = request.body as ImportFromUrl
       const asked: ImportRequest = request.isMultipart()
         ? { kind: 'upload', request }
-        : { kind: 'url', resource: body.resource, url: body.url, format: body.format, dryRun: body.dry_run }
+        : jsonImportRequest(request.body as ImportFromUrl)
       const creation = {
         sql: app.sql,
         config,
-        store: app.storage.imports,
+        stores: app.storage,
         resources: app.resources,
         log: request.log,
       }

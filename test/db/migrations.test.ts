@@ -13,10 +13,12 @@ const migrations = [
   '0004_job_hardening',
   '0005_export_downloads',
   '0006_resources_from_descriptors',
+  '0007_object_storage',
 ]
 const resourceTables = ['articles', 'comments', 'users']
 const importTables = ['articles', 'comments', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
-const allTables = ['articles', 'comments', 'export_jobs', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
+const jobTables = ['articles', 'comments', 'export_jobs', 'idempotency_keys', 'import_errors', 'import_jobs', 'users']
+const allTables = [...jobTables.slice(0, -1), 'uploads', 'users']
 
 /** A connection to a new, empty database of this test (dropped after it). */
 async function emptyDatabase(t: Test): Promise<DatabaseConnection> {
@@ -200,10 +202,12 @@ t.test('migrateDown reverts one migration at a time, and migrateToLatest brings 
   await migrateToLatest(db)
   await insertUser(sql)
 
+  t.same(await migrateDown(db), ['0007_object_storage'])
+  t.same(await tables(sql), jobTables, 'the uploads go')
   t.same(await migrateDown(db), ['0006_resources_from_descriptors'])
   t.same(await migrateDown(db), ['0005_export_downloads'])
   t.same(await migrateDown(db), ['0004_job_hardening'])
-  t.same(await tables(sql), allTables, 'the columns go, the tables stay')
+  t.same(await tables(sql), jobTables, 'the columns go, the tables stay')
   t.same(await migrateDown(db), ['0003_export_jobs'])
   t.same(await tables(sql), importTables)
   t.same(await migrateDown(db), ['0002_import_jobs'])

@@ -5,20 +5,28 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 import t from 'tap'
 import { parse } from 'yaml'
 import { buildTestApp, generated, importAndWait, root, until, usersCsv } from '../helper.ts'
+import { SWIFT_PACKAGES, startS3Server } from '../setup/s3-server.ts'
 
 // The dashboard (grafana/dashboards) and the rules (prometheus/rules.yml) against a real
 // Prometheus (Debian's `prometheus` package; CI installs it) that scrapes a real service while it
 // imports and exports: every panel's query and every rule's expression must parse and return at
 // least one series, which proves that their metric names and labels are those /metrics emits.
 // An alert `<measure> <op> <threshold>` is evaluated as `<measure> <op> bool <threshold>`, so that
-// it returns its series whether it would fire or not.
+// it returns its series whether it would fire or not. The service keeps its files in a bucket
+// (STORAGE=s3, on the S3 server of test/setup/s3-server.ts): only the S3 store reports the
+// bulkio_store_* metrics, which the object-store panels and BulkIoStoreErrors read.
 
 const prometheus = '/usr/bin/prometheus'
 const promtool = '/usr/bin/promtool'
-const skip = !existsSync(prometheus) && !process.env.CI && `${prometheus} is missing (apt-get install -y prometheus)`
+const swift = '/usr/bin/swift-proxy-server'
+const skip =
+  !process.env.CI &&
+  ((!existsSync(prometheus) && `${prometheus} is missing (apt-get install -y prometheus)`) ||
+    (!existsSync(swift) && `${swift} is missing (apt-get install -y ${SWIFT_PACKAGES})`))
 const run = promisify(execFile)
 
 interface Dashboard {
@@ -55,7 +63,45 @@ t.test('every dashboard panel and every rule returns series from a real scrape',
   await run(promtool, ['check', 'config', path.join(root, 'prometheus', 'prometheus.yml')])
   await run(promtool, ['check', 'rules', path.join(root, 'prometheus', 'rules.yml')])
 
-  const app = await buildTestApp(t, { environment: { BATCH_SIZE: '500' } })
+  // Stopped after the service closes (teardowns run last first).
+  const s3 = await startS3Server()
+  t.teardown(() => s3.stop())
+  const bucket = 'bulk-io-metrics'
+  const admin = new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  })
+  await admin.send(new CreateBucketCommand({ Bucket: bucket }))
+  admin.destroy()
+  // The service's S3 client takes its credentials from the AWS chain: the environment, which the
+  // job thread copies when it starts.
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+  process.env.AWS_ACCESS_KEY_ID = s3.accessKeyId
+  process.env.AWS_SECRET_ACCESS_KEY = s3.secretAccessKey
+  t.teardown(() => {
+    for (const [key, value] of [
+      ['AWS_ACCESS_KEY_ID', saved.id],
+      ['AWS_SECRET_ACCESS_KEY', saved.secret],
+    ] as const) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  })
+
+  const app = await buildTestApp(t, {
+    environment: {
+      BATCH_SIZE: '500',
+      STORAGE: 's3',
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: s3.region,
+      S3_BUCKET: bucket,
+      S3_FORCE_PATH_STYLE: 'true',
+    },
+  })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const servicePort = (app.server.address() as { port: number }).port
   app.jobs.start()
@@ -97,8 +143,9 @@ t.test('every dashboard panel and every rule returns series from a real scrape',
     30_000,
   )
 
-  // What the service does meanwhile: imports with failures in two formats, a refused request,
-  // a stream export and an async export downloaded.
+  // What the service does meanwhile: imports with failures in two formats (uploads written to the
+  // bucket, read back by the jobs), a refused request, a stream export and an async export
+  // (written to the bucket) downloaded (read from it).
   const csv = `${usersCsv(20_000).trimEnd()}\nnot-an-email,Bad,reader\n`
   const imported = await importAndWait(app, { resource: 'users', file: csv, filename: 'users.csv' })
   t.equal(imported.counters.failed, 1)
@@ -129,11 +176,33 @@ t.test('every dashboard panel and every rule returns series from a real scrape',
   )
   await new Promise((resolve) => setTimeout(resolve, 3_000))
 
+  // The store's series carry what it did, not only the zeros they start at.
+  const values = async (expr: string) =>
+    Object.fromEntries(
+      (((await query(expr)).data?.result ?? []) as { metric: Record<string, string>; value: [number, string] }[]).map(
+        (series) => [series.metric.operation, Number(series.value[1])],
+      ),
+    )
+  const requests = await values('sum by (operation) (bulkio_store_operations_total{store="s3", outcome="ok"})')
+  const bytes = await values('sum by (operation) (bulkio_store_bytes_total{store="s3"})')
+  for (const operation of ['write', 'read', 'stat']) {
+    t.ok((requests[operation] ?? 0) > 0, `store ${operation} requests: ${requests[operation]}`)
+  }
+  for (const operation of ['write', 'read']) {
+    t.ok((bytes[operation] ?? 0) > 0, `store bytes ${operation}: ${bytes[operation]}`)
+  }
+
   const dashboard = JSON.parse(
     await readFile(path.join(root, 'grafana', 'dashboards', 'bulk-io.json'), 'utf8'),
   ) as Dashboard
   const panels = dashboard.panels.filter((panel) => panel.type !== 'row')
-  t.ok(panels.length >= 15, `${panels.length} panels`)
+  t.ok(panels.length >= 19, `${panels.length} panels`)
+  t.ok(
+    panels.some((panel) =>
+      panel.targets?.some((target) => target.expr.includes('bulkio_store_operation_seconds_bucket')),
+    ),
+    'the object-store panels are there',
+  )
   for (const panel of panels) {
     for (const target of panel.targets ?? []) {
       const result = await query(withGrafanaVariables(target.expr))

@@ -20,6 +20,10 @@ export interface S3Server {
   region: string
   accessKeyId: string
   secretAccessKey: string
+  /** Kills the S3 endpoint (the proxy) at once: the store goes away, its data stays. */
+  halt(): Promise<void>
+  /** Starts the endpoint again on the same port, and waits until it answers. */
+  resume(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -137,7 +141,8 @@ export async function startS3Server(): Promise<S3Server> {
         DEFAULT: {
           bind_ip: '127.0.0.1',
           bind_port: ports.proxy as number,
-          workers: 1,
+          // One process, no forked worker: halt() kills the very process that holds the port.
+          workers: 0,
           swift_dir: directory,
           user,
           log_level: 'WARNING',
@@ -157,32 +162,56 @@ export async function startS3Server(): Promise<S3Server> {
       child.stderr?.on('data', (chunk: Buffer) => chunks.push(chunk))
       child.on('error', (error) => chunks.push(Buffer.from(String(error)))) // not installed
       processes.push(child)
+      return child
     }
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64']
     start('memcached', 'memcached', user === 'root' ? [...memcachedArgs, '-u', 'nobody'] : memcachedArgs)
     for (const ring of RINGS) {
       start(ring, `swift-${ring}-server`, [path.join(directory, `${ring}-server.conf`)])
     }
-    start('proxy', 'swift-proxy-server', [path.join(directory, 'proxy-server.conf')])
+    const startProxy = () => start('proxy', 'swift-proxy-server', [path.join(directory, 'proxy-server.conf')])
+    let proxy = startProxy()
 
     const endpoint = `http://127.0.0.1:${ports.proxy}`
-    const deadline = Date.now() + 60_000
-    for (;;) {
-      const healthy = await fetch(`${endpoint}/healthcheck`).then(
-        (response) => response.ok,
-        () => false,
-      )
-      if (healthy) break
-      const ended = processes.find((child) => child.exitCode !== null || child.signalCode !== null)
-      if (ended || Date.now() > deadline) {
-        const logs = [...output].map(([name, chunks]) => `${name}: ${Buffer.concat(chunks).toString().slice(-2000)}`)
-        throw new Error(
-          `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'no health check within 60 s'}\n${logs.join('\n')}`,
+    const healthy = async () => {
+      const deadline = Date.now() + 60_000
+      for (;;) {
+        const answered = await fetch(`${endpoint}/healthcheck`).then(
+          (response) => response.ok,
+          () => false,
         )
+        if (answered) break
+        const ended = processes.find((child) => child.exitCode !== null || child.signalCode !== null)
+        if (ended || Date.now() > deadline) {
+          const logs = [...output].map(([name, chunks]) => `${name}: ${Buffer.concat(chunks).toString().slice(-2000)}`)
+          throw new Error(
+            `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'no health check within 60 s'}\n${logs.join('\n')}`,
+          )
+        }
+        await sleep(200)
       }
-      await sleep(200)
     }
-    return { endpoint, region: REGION, accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY, stop }
+    await healthy()
+    const halt = async () => {
+      if (proxy.exitCode !== null || proxy.signalCode !== null) return
+      const exited = new Promise((resolve) => proxy.once('exit', resolve))
+      proxy.kill('SIGKILL')
+      await exited
+      processes.splice(processes.indexOf(proxy), 1)
+    }
+    const resume = async () => {
+      proxy = startProxy()
+      await healthy()
+    }
+    return {
+      endpoint,
+      region: REGION,
+      accessKeyId: ACCESS_KEY_ID,
+      secretAccessKey: SECRET_ACCESS_KEY,
+      halt,
+      resume,
+      stop,
+    }
   } catch (error) {
     await stop()
     throw error

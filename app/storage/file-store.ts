@@ -17,6 +17,18 @@ import {
 /** Files being written end so; they are renamed to their key once complete. */
 const PARTIAL = '.partial'
 
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+/**
+ * The names the service gives its files (uploads, downloaded sources, direct uploads, export
+ * files): only these are listed, and swept when no job refers to them. The directories are the
+ * operator's choice (IMPORT_DIR=/tmp happens): other files in them are never touched.
+ */
+const OWN_FILE = new RegExp(`^${UUID}\\.(upload|download|direct|(csv|ndjson|json)(\\.gz)?)$`)
+/** Partial files: `<own name>.<uuid>.partial`, and `<uuid>.<attempt>.partial` of older versions. */
+const OWN_PARTIAL = new RegExp(
+  `^(${UUID}\\.(upload|download|direct|(csv|ndjson|json)(\\.gz)?)\\.${UUID}|${UUID}\\.\\d+)\\.partial$`,
+)
+
 function storeError(error: unknown, where: string): StoreError {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'ENOENT') return new StoreError('not_found', `${where} does not exist`, { cause: error })
@@ -84,7 +96,7 @@ export class FileStore implements ObjectStore {
 
   async *list(): AsyncIterable<{ key: string } & StoredObject> {
     for (const entry of await readdir(this.directory, { withFileTypes: true })) {
-      if (!entry.isFile() || entry.name.endsWith(PARTIAL)) continue
+      if (!entry.isFile() || !OWN_FILE.test(entry.name)) continue
       const stats = await stat(path.join(this.directory, entry.name)).catch(() => undefined)
       if (stats) yield { key: entry.name, size: stats.size, modified: stats.mtime }
     }
@@ -92,16 +104,16 @@ export class FileStore implements ObjectStore {
 
   async abandon(key: string): Promise<void> {
     const target = path.basename(this.locate(key))
+    const partial = new RegExp(`^${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.${UUID}\\.partial$`)
     for (const name of await readdir(path.dirname(this.locate(key)))) {
-      if (name.startsWith(`${target}.`) && name.endsWith(PARTIAL))
-        await rm(path.join(this.directory, name), { force: true })
+      if (partial.test(name)) await rm(path.join(path.dirname(this.locate(key)), name), { force: true })
     }
   }
 
   async sweepUnfinished(before: Date): Promise<number> {
     let removed = 0
     for (const entry of await readdir(this.directory, { withFileTypes: true })) {
-      if (!entry.isFile() || !entry.name.endsWith(PARTIAL)) continue
+      if (!entry.isFile() || !OWN_PARTIAL.test(entry.name)) continue
       const file = path.join(this.directory, entry.name)
       const stats = await stat(file).catch(() => undefined)
       if (stats && stats.mtime < before) {

@@ -7,7 +7,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { generate } from '../../bench/generate.ts'
 import { createTestDatabase } from '../db.ts'
-import { listeningAddress, type ServerProcess, scratchDirectory, startServerProcess } from '../helper.ts'
+import { listeningAddress, scratchDirectory, startServerProcess } from '../helper.ts'
 import { type S3Server, startS3Server } from '../setup/s3-server.ts'
 
 // Instances that share nothing but the database and the bucket (STORAGE=s3), each with a

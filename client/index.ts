@@ -3,13 +3,14 @@ import type { components, operations, paths } from './openapi.ts'
 
 // The typed client of the bulk-io API. Every request and response type comes from openapi.ts,
 // which is generated from the service's openapi.yaml (`make generate`); openapi-fetch sends the
-// requests. The helpers below cover what a generic client does not: a multipart upload, the
-// server-sent progress events of an import, and a streamed export.
+// requests. The helpers below cover what a generic client does not: a multipart upload, a direct
+// upload into the object store, the server-sent progress events of an import, and a streamed export.
 
 export type { components, operations, paths }
 export type ImportJob = components['schemas']['ImportJob']
 export type ExportJob = components['schemas']['ExportJob']
 export type Problem = components['schemas']['Problem']
+export type Upload = components['schemas']['Upload']
 export type Resource = 'users' | 'articles' | 'comments'
 export type Format = 'csv' | 'ndjson' | 'json'
 
@@ -146,6 +147,256 @@ export async function urlImport(client: BulkIoClient, options: UrlImportOptions)
       ...(options.dryRun !== undefined ? { dry_run: options.dryRun } : {}),
     } as never,
     params: { header: options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {} } as never,
+  })
+  return dataOf(result) as ImportJob
+}
+
+export interface CreateUploadOptions {
+  /** The file's size in bytes. */
+  sizeBytes: number
+  /** Its name: the extension may give the format. */
+  filename?: string
+  contentType?: string
+  signal?: AbortSignal
+}
+
+/**
+ * Starts a direct upload (POST /api/v1/uploads): the pending upload with its presigned URL(s). A
+ * service that keeps its files in directories (STORAGE=fs) answers 409: a ProblemError.
+ */
+export async function createUpload(client: BulkIoClient, options: CreateUploadOptions): Promise<Upload> {
+  const result = await client.POST('/api/v1/uploads', {
+    body: {
+      size_bytes: options.sizeBytes,
+      ...(options.filename ? { filename: options.filename } : {}),
+      ...(options.contentType ? { content_type: options.contentType } : {}),
+    },
+    signal: options.signal,
+  })
+  return dataOf(result)
+}
+
+/** Aborts a pending direct upload (DELETE /api/v1/uploads/{id}): the store deletes its parts. */
+export async function abortUpload(client: BulkIoClient, id: string, signal?: AbortSignal): Promise<void> {
+  const result = await client.DELETE('/api/v1/uploads/{id}', { params: { path: { id } }, signal })
+  if (!result.response.ok) dataOf(result)
+}
+
+/** Progress of a direct upload: bytes handed to the store so far, and parts finished. */
+export interface DirectUploadProgress {
+  sent: number
+  total: number
+  partsDone: number
+  parts: number
+}
+
+export interface SendUploadOptions {
+  /** The file (from `fs.openAsBlob`, each part is read from the disk as it goes: nothing is held whole). */
+  file: Blob
+  /** Parts sent at once (4). */
+  concurrency?: number
+  /** Tries of each PUT before the upload fails (4): network errors, 5xx, 408 and 429 are tried again, after 0.5, 1, 2 s… */
+  attempts?: number
+  onProgress?: (progress: DirectUploadProgress) => void
+  /** A PUT that failed and is tried again: after try `attempt` of `attempts`, in `delayMs`. */
+  onRetry?: (retry: { partNumber: number; attempt: number; attempts: number; delayMs: number; error: Error }) => void
+  signal?: AbortSignal
+}
+
+/** A PUT to the store that did not succeed. */
+export class UploadPartError extends Error {
+  /** The store's status; undefined when the request did not get an answer. */
+  readonly status: number | undefined
+  constructor(message: string, status?: number, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'UploadPartError'
+    this.status = status
+  }
+}
+
+/**
+ * Sends the file of a pending upload (createUpload) straight to the store: its URL, or its parts
+ * a few at a time, each streamed from its byte range of the Blob and tried again when it fails;
+ * then completes it (POST complete_url, with the parts' ETags). The completed upload. When
+ * anything fails, or `signal` aborts, the upload is aborted (DELETE) before the error is thrown.
+ */
+export async function sendUpload(client: BulkIoClient, upload: Upload, options: SendUploadOptions): Promise<Upload> {
+  const put = client.options.fetch ?? globalThis.fetch
+  const file = options.file
+  const total = file.size
+  if (upload.status !== 'pending') throw new Error(`the upload ${upload.id} is ${upload.status}`)
+  if (upload.size_bytes !== total) {
+    throw new Error(`the upload ${upload.id} is of ${upload.size_bytes} bytes, the file of ${total}`)
+  }
+  const single = upload.url !== null
+  const partSize = single ? total : (upload.part_size_bytes ?? total)
+  const parts = single
+    ? [{ part_number: 1, url: upload.url as string }]
+    : [...upload.parts].sort((a, b) => a.part_number - b.part_number)
+  const attempts = Math.max(1, options.attempts ?? 4)
+  // Every part stops once one has failed for good, or the caller aborts.
+  const stopping = new AbortController()
+  const stop = () => stopping.abort(options.signal?.reason)
+  if (options.signal?.aborted) stop()
+  options.signal?.addEventListener('abort', stop, { once: true })
+  let sent = 0
+  let partsDone = 0
+  const report = () => options.onProgress?.({ sent, total, partsDone, parts: parts.length })
+  const etags: { part_number: number; etag: string }[] = []
+
+  const sendPart = async (part: { part_number: number; url: string }) => {
+    const from = (part.part_number - 1) * partSize
+    const bytes = file.slice(from, Math.min(from + partSize, total))
+    for (let attempt = 1; ; attempt++) {
+      let partSent = 0
+      try {
+        stopping.signal.throwIfAborted()
+        const counted = bytes.stream().pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, controller) {
+              partSent += chunk.byteLength
+              sent += chunk.byteLength
+              report()
+              controller.enqueue(chunk)
+            },
+          }),
+        )
+        let response: Response
+        try {
+          response = await put(part.url, {
+            method: 'PUT',
+            body: counted,
+            // A stream has no length of its own; S3 wants one (no chunked PUT).
+            headers: { 'content-length': String(bytes.size) },
+            duplex: 'half',
+            signal: stopping.signal,
+          } as RequestInit)
+        } catch (error) {
+          if (stopping.signal.aborted) throw error
+          const cause = (error as { cause?: { code?: string; message?: string } }).cause
+          const reason = cause?.message ?? (error as Error).message
+          throw new UploadPartError(
+            `part ${part.part_number}: the PUT failed: ${reason}${cause?.code ? ` (${cause.code})` : ''}`,
+            undefined,
+            { cause: error },
+          )
+        }
+        if (!response.ok) {
+          const text = await response.text().catch(() => '')
+          const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1]
+          throw new UploadPartError(
+            `part ${part.part_number}: the store answered ${response.status}${code ? ` ${code}` : ` ${response.statusText}`}`,
+            response.status,
+          )
+        }
+        await response.body?.cancel().catch(() => {})
+        const etag = response.headers.get('etag')
+        if (!etag) {
+          throw new UploadPartError(
+            `part ${part.part_number}: the store's answer has no ETag (a browser needs the bucket's CORS to expose it)`,
+            response.status,
+          )
+        }
+        etags.push({ part_number: part.part_number, etag })
+        partsDone++
+        report()
+        return
+      } catch (error) {
+        // What this try had sent is sent again.
+        sent -= partSent
+        report()
+        if (stopping.signal.aborted || attempt >= attempts || !retryable(error)) throw error
+        const delayMs = 500 * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5)
+        options.onRetry?.({ partNumber: part.part_number, attempt, attempts, delayMs, error: error as Error })
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, delayMs)
+          function done() {
+            clearTimeout(timer)
+            stopping.signal.removeEventListener('abort', done)
+            resolve()
+          }
+          stopping.signal.addEventListener('abort', done, { once: true })
+        })
+      }
+    }
+  }
+
+  try {
+    const queue = [...parts]
+    let failure: { error: unknown } | undefined
+    const worker = async () => {
+      for (let part = queue.shift(); part && !failure; part = queue.shift()) {
+        try {
+          await sendPart(part)
+        } catch (error) {
+          // The first failure is the one to tell; the others are its consequence.
+          failure ??= { error }
+          stopping.abort(error)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(Math.max(1, options.concurrency ?? 4), parts.length) }, worker))
+    if (failure) throw options.signal?.aborted ? options.signal.reason : failure.error
+    etags.sort((a, b) => a.part_number - b.part_number)
+    const result = await client.POST('/api/v1/uploads/{id}/complete', {
+      params: { path: { id: upload.id } },
+      body: single ? {} : { parts: etags },
+      signal: options.signal,
+    })
+    return dataOf(result)
+  } catch (error) {
+    // Not under the caller's signal: it may be the reason the upload stops.
+    await abortUpload(client, upload.id).catch(() => {})
+    throw error
+  } finally {
+    options.signal?.removeEventListener('abort', stop)
+  }
+}
+
+/** Whether a PUT that failed may succeed when sent again. */
+function retryable(error: unknown): boolean {
+  if (!(error instanceof UploadPartError)) return false
+  const { status } = error
+  return status === undefined || status >= 500 || status === 408 || status === 429
+}
+
+export interface DirectUploadOptions extends SendUploadOptions {
+  filename?: string
+  contentType?: string
+}
+
+/** createUpload, then sendUpload: the completed upload, for `directImport`. */
+export async function directUpload(client: BulkIoClient, options: DirectUploadOptions): Promise<Upload> {
+  const upload = await createUpload(client, {
+    sizeBytes: options.file.size,
+    filename: options.filename,
+    contentType: options.contentType,
+    signal: options.signal,
+  })
+  return sendUpload(client, upload, options)
+}
+
+export interface DirectImportOptions {
+  resource: Resource
+  /** A completed direct upload. */
+  uploadId: string
+  format?: Format
+  dryRun?: boolean
+  idempotencyKey?: string
+  signal?: AbortSignal
+}
+
+/** Starts an import of a completed direct upload (`{resource, upload_id}`): the queued job. */
+export async function directImport(client: BulkIoClient, options: DirectImportOptions): Promise<ImportJob> {
+  const result = await client.POST('/api/v1/imports', {
+    body: {
+      resource: options.resource,
+      upload_id: options.uploadId,
+      ...(options.format ? { format: options.format } : {}),
+      ...(options.dryRun !== undefined ? { dry_run: options.dryRun } : {}),
+    } as never,
+    params: { header: options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {} } as never,
+    signal: options.signal,
   })
   return dataOf(result) as ImportJob
 }

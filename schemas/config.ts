@@ -143,7 +143,7 @@ export const ConfigSchema = Type.Object({
   }),
   STORE_ORPHAN_SECONDS: Type.Integer({
     default: 86_400,
-    minimum: 60,
+    minimum: 1,
     description:
       'Unfinished writes (partial files, multipart uploads of a process that died) and stored objects no job refers to are removed this long after they were written.',
   }),

@@ -44,9 +44,17 @@ export function startExportSweeper(options: ExportSweeperOptions): () => void {
   }
   const sweepOrphans = async () => {
     const before = new Date(Date.now() - options.orphanSeconds * 1000)
+    // A key counts as live when either kind of job names it: the two directories may be one.
+    const live = async (keys: string[]) => {
+      const [exported, imported] = await Promise.all([
+        liveExportFiles(options.sql, keys),
+        referencedImportSources(options.sql, keys),
+      ])
+      return new Set([...exported, ...imported])
+    }
     const areas = [
-      { store, live: (keys: string[]) => liveExportFiles(options.sql, keys) },
-      { store: options.importStore, live: (keys: string[]) => referencedImportSources(options.sql, keys) },
+      { store, live },
+      { store: options.importStore, live },
     ]
     for (const area of areas) {
       try {

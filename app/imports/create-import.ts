@@ -112,7 +112,7 @@ export async function createImport(
           source_type: file ? 'upload' : 'url',
           source_filename: file?.filename ?? null,
           source_url: url,
-          source_path: file?.key ?? null,
+          source_path: file ? store.reference(file.key) : null,
           source_size_bytes: file?.sizeBytes ?? null,
           source_sha256: upload?.sha256 ?? null,
           bytes_total: file?.sizeBytes ?? null,

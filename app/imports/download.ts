@@ -172,7 +172,7 @@ export async function downloadSource(
       })
       const contentType = response.headers['content-type']
       return {
-        path: key,
+        path: store.reference(key),
         sizeBytes: written.size,
         sha256: written.sha256,
         contentType: typeof contentType === 'string' ? contentType : null,

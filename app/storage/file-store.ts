@@ -54,6 +54,10 @@ export class FileStore implements ObjectStore {
     return path.resolve(this.directory, key)
   }
 
+  reference(key: string): string {
+    return this.locate(key)
+  }
+
   async write(key: string, body: Readable, options: WriteOptions = {}): Promise<Written> {
     const target = this.locate(key)
     const partial = `${target}.${randomUUID()}${PARTIAL}`

@@ -50,6 +50,12 @@ export interface ObjectStore {
   /** Where a key is, for logs and problems: a path, or s3://bucket/key. */
   locate(key: string): string
   /**
+   * How a job's row names the object (import_jobs.source_path): the key in a bucket; a file's
+   * absolute path in a directory, as before object storage (instances that share a volume at
+   * the same path, whatever their IMPORT_DIR says, find it).
+   */
+  reference(key: string): string
+  /**
    * Streams `body` into `key`; the object appears whole or not at all (a file is renamed into
    * place once flushed; a multipart upload is completed). Nothing is held in memory but a part.
    */

@@ -137,6 +137,10 @@ export class S3Store implements ObjectStore {
     return `s3://${this.bucket}/${this.objectKey(key)}`
   }
 
+  reference(key: string): string {
+    return key
+  }
+
   /** Runs one request, timing it for the metrics and turning its error into a StoreError. */
   private async request<T>(operation: Parameters<StoreObserver>[0], where: string, run: () => Promise<T>): Promise<T> {
     const started = performance.now()

@@ -3,17 +3,47 @@ import { stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { createInterface } from 'node:readline/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { dataOf, type Format, type ImportJob, importEvents, type Resource, uploadImport, urlImport } from '../index.ts'
+import {
+  createUpload,
+  dataOf,
+  directImport,
+  type Format,
+  type ImportJob,
+  importEvents,
+  ProblemError,
+  type Resource,
+  sendUpload,
+  type Upload,
+  uploadImport,
+  urlImport,
+} from '../index.ts'
 import { type Context, contextOf, parseCommand, print, printJson, progressFor } from './context.ts'
-import { bytes, CliError, count, counted, duration, exitCodes, isTransient, shortId, UsageError } from './output.ts'
+import {
+  bytes,
+  CliError,
+  count,
+  counted,
+  duration,
+  exitCodes,
+  isTransient,
+  parseSize,
+  shortId,
+  UsageError,
+} from './output.ts'
 import type { Progress, ProgressState } from './progress.ts'
 
 // `bulk-io import <file|url> --resource <name>`: uploads the file (or has the service download the
 // URL), follows the job's events with a progress bar, and ends with a summary, where to fetch the
-// errors, and an exit code that says how it went.
+// errors, and an exit code that says how it went. A large file goes straight to the service's
+// object store (a direct upload, STORAGE=s3), or through the service when it has none.
 
 export const resources = ['users', 'articles', 'comments'] as const
 export const formats = ['csv', 'ndjson', 'json'] as const
+
+/** Files larger than this go to the object store directly (--direct-threshold). */
+export const DEFAULT_DIRECT_THRESHOLD = 100 * 1024 * 1024
+/** Parts of a direct upload sent at once. */
+const DIRECT_CONCURRENCY = 4
 
 export const importUsage = `Usage: bulk-io import <file|url> --resource <${resources.join('|')}> [options]
 
@@ -24,8 +54,19 @@ Options:
   -r, --resource <name>        users, articles or comments (required)
   -f, --format <format>        csv, ndjson or json (default: from the file name or its content)
       --dry-run                validate against the database, write nothing
-      --idempotency-key <key>  a retry with the same key and file gives the same job
+      --idempotency-key <key>  a retry with the same key and file gives the same job (the file
+                               goes through the service then, unless --direct)
       --detach                 print the queued job and return without waiting for it
+      --direct-threshold <size>
+                               files larger than this go straight to the service's object store
+                               (a direct upload, when the service has STORAGE=s3): bytes, or with
+                               a unit, e.g. 250MiB or 1GB (default: 100MiB)
+      --direct                 a direct upload whatever the file's size
+      --no-direct              the file goes through the service whatever its size
+
+A direct upload PUTs the file to presigned URLs of the store, ${DIRECT_CONCURRENCY} parts at a time (each tried
+again on failure), then the import names it; Ctrl-C aborts it. A service that keeps its files on
+disk (STORAGE=fs) has no direct uploads: the file goes through the service then.
 `
 
 export async function importCommand(args: string[]): Promise<number> {
@@ -35,6 +76,9 @@ export async function importCommand(args: string[]): Promise<number> {
     'dry-run': { type: 'boolean' },
     'idempotency-key': { type: 'string' },
     detach: { type: 'boolean' },
+    'direct-threshold': { type: 'string' },
+    direct: { type: 'boolean' },
+    'no-direct': { type: 'boolean' },
   })
   if (values.help) {
     await print(importUsage)
@@ -47,6 +91,11 @@ export async function importCommand(args: string[]): Promise<number> {
   const resource = oneOf('--resource', values.resource, resources, true) as Resource
   const format = oneOf('--format', values.format, formats, false) as Format | undefined
   const common = { resource, format, dryRun: values['dry-run'], idempotencyKey: values['idempotency-key'] }
+  if (values.direct && values['no-direct']) throw new UsageError('import: --direct or --no-direct, not both')
+  const threshold =
+    values['direct-threshold'] === undefined
+      ? DEFAULT_DIRECT_THRESHOLD
+      : parseSize(values['direct-threshold'], '--direct-threshold')
 
   let job: ImportJob
   let subject: string
@@ -56,7 +105,15 @@ export async function importCommand(args: string[]): Promise<number> {
   } else {
     const file = await readableFile(source)
     subject = basename(source)
-    job = await upload(context, { ...common, file, filename: subject }, subject)
+    const options = { ...common, file, filename: subject }
+    // Empty files have nothing to put; a retry of an idempotency key must send the same file
+    // (a direct upload is a new upload each time), unless asked otherwise.
+    const direct =
+      file.size > 0 &&
+      !values['no-direct'] &&
+      (values.direct || (file.size > threshold && values['idempotency-key'] === undefined))
+    job =
+      (direct ? await uploadDirect(context, options, subject) : undefined) ?? (await upload(context, options, subject))
   }
   const progress = progressFor(context, subject)
   progress.note(
@@ -121,6 +178,96 @@ async function upload(
     })
   } catch (error) {
     if (controller.signal.aborted) throw new CliError('interrupted: the upload stopped, no job was created', 130)
+    throw error
+  } finally {
+    process.removeListener('SIGINT', interrupt)
+    progress.stop()
+  }
+}
+
+/**
+ * A direct upload (POST /api/v1/uploads, the parts PUT to the store, complete), then the import
+ * of it: the queued job; undefined when the service has no direct uploads (STORAGE=fs answers
+ * 409, a service from before them 404), for the caller to upload through the service. Ctrl-C
+ * aborts the upload.
+ */
+async function uploadDirect(
+  context: Context,
+  options: Omit<Parameters<typeof uploadImport>[1], 'onProgress' | 'signal'>,
+  subject: string,
+): Promise<ImportJob | undefined> {
+  const { client } = context
+  const progress = progressFor(context, subject)
+  const controller = new AbortController()
+  const interrupt = () => controller.abort()
+  process.once('SIGINT', interrupt)
+  let upload: Upload | undefined
+  let uploaded = false
+  try {
+    try {
+      upload = await createUpload(client, {
+        sizeBytes: options.file.size,
+        filename: options.filename,
+        signal: controller.signal,
+      })
+    } catch (error) {
+      // 409: STORAGE=fs; 404: a service from before direct uploads.
+      if (error instanceof ProblemError && (error.problem.status === 409 || error.problem.status === 404)) {
+        const why =
+          error.problem.status === 409 ? 'the service keeps its files on disk (STORAGE=fs)' : 'the service has none'
+        progress.note(`no direct upload: ${why}; ${options.filename} goes through the service`)
+        return undefined
+      }
+      throw error
+    }
+    const parts = upload.url !== null ? 1 : upload.parts.length
+    progress.note(
+      `direct upload ${upload.id}: ${bytes(upload.size_bytes)} to the object store` +
+        (parts > 1 ? ` in ${parts} parts of ${bytes(upload.part_size_bytes ?? 0)}` : ''),
+    )
+    const started = performance.now()
+    await sendUpload(client, upload, {
+      file: options.file,
+      concurrency: DIRECT_CONCURRENCY,
+      signal: controller.signal,
+      onProgress: ({ sent, total, partsDone, parts }) => {
+        const seconds = (performance.now() - started) / 1000
+        progress.update({
+          phase: 'uploading',
+          percent: total ? (sent / total) * 100 : 100,
+          details: [
+            `${bytes(sent)} of ${bytes(total)}`,
+            seconds > 0.2 ? `${bytes(sent / seconds)}/s` : '',
+            parts > 1 ? `${partsDone}/${parts} parts` : '',
+          ].filter(Boolean),
+        })
+      },
+      onRetry: ({ attempt, attempts, delayMs, error }) => {
+        progress.note(
+          `${error.message}; trying it again in ${duration(delayMs / 1000)} (try ${attempt + 1} of ${attempts})`,
+        )
+      },
+    })
+    uploaded = true
+    return await directImport(client, {
+      resource: options.resource,
+      uploadId: upload.id,
+      format: options.format,
+      dryRun: options.dryRun,
+      idempotencyKey: options.idempotencyKey,
+      signal: controller.signal,
+    })
+  } catch (error) {
+    if (controller.signal.aborted) {
+      throw new CliError(
+        upload && !uploaded
+          ? `interrupted: the direct upload ${upload.id} was aborted, no job was created`
+          : 'interrupted: no job was created',
+        exitCodes.interrupted,
+      )
+    }
+    if (upload && !uploaded)
+      throw new CliError(`the direct upload ${upload.id} failed and was aborted: ${(error as Error).message}`)
     throw error
   } finally {
     process.removeListener('SIGINT', interrupt)

@@ -85,6 +85,28 @@ export function bytes(value: number): string {
   return unit === 0 ? `${value} B` : `${scaled.toFixed(scaled < 10 ? 2 : 1)} ${units[unit]}`
 }
 
+const sizeUnits: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+}
+
+/** "1048576", "100MiB", "1.5 GB" → bytes; a usage error naming `option` otherwise. */
+export function parseSize(text: string, option: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = sizeUnits[(match?.[2] || 'b').toLowerCase()]
+  if (!match || unit === undefined) {
+    throw new UsageError(`${option} is a size in bytes, or with a unit (kB, MB, GB, KiB, MiB, GiB), not ${text}`)
+  }
+  return Math.floor(Number(match[1]) * unit)
+}
+
 /** Seconds as a person reads them: "7s", "2m 05s", "1h 02m". */
 export function duration(seconds: number): string {
   const whole = Math.max(0, Math.round(seconds))

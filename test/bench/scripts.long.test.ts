@@ -60,7 +60,7 @@ function scenario(report: BenchReport, name: string): ScenarioResult {
 
 /** A line of the summary table: the scenario, then its row count, then figures. */
 function tableLine(name: string, rows = '2,000'): RegExp {
-  return new RegExp(`^${name}\\s+${rows}\\s+[\\d,]+\\s+[\\d,]+\\s+[\\d.]+ %`, 'm')
+  return new RegExp(`^${name.replace(/[()]/g, '\\$&')}\\s+${rows}\\s+[\\d,]+\\s+[\\d,]+\\s+[\\d.]+ %`, 'm')
 }
 
 /** Figures every import scenario has, whatever its speed: all rows in, the same rows as COPY, a peak and a latency. */
@@ -131,6 +131,54 @@ t.test('bench/import.sh imports comments after their users and articles, and JSO
   checkImport(t, scenario(jsonReport, 'import users json'))
   t.equal(scenario(jsonReport, 'import users json').times_seconds.copy?.length, 2, 'two COPY runs')
 })
+
+t.test(
+  'bench/import.sh with STORAGES=fs,s3 imports on a directory and on Swift in turns, the s3 rate over the fs one',
+  async (t) => {
+    const out = path.join(await scratch(t), 'storages.json')
+    const output = await bench(t, 'bash', ['bench/import.sh'], {
+      ROWS: '2000',
+      RUNS: '2',
+      PGLOADER: '0',
+      STORAGES: 'fs,s3',
+      BENCH_OUT: out,
+    })
+    t.match(output, /Swift answers at http:\/\/127\.0\.0\.1:\d+, bucket created/)
+    t.match(output, /run 1: import fs [\d.]+ s \(.*\), import s3 [\d.]+ s \(.*\), COPY/, 'fs first on odd runs')
+    t.match(output, /run 2: import s3 [\d.]+ s \(.*\), import fs [\d.]+ s \(.*\), COPY/, 's3 first on even runs')
+    t.match(
+      output,
+      /CPU s3: upload: service [\d.]+ s, Swift [\d.]+ s; after it, to done: service [\d.]+ s, Swift [\d.]+ s/,
+    )
+    t.match(output, /s3 over fs: [\d.]+ % of the rate upload to done/)
+    t.match(output, /^summary: ROWS=2000 RUNS=2 STORAGES=fs,s3$/m)
+    t.match(output, tableLine('import users csv'))
+    t.match(
+      output,
+      /^import users csv \(s3\)\s+2,000\s+.*\s[\d.]+ %\s+[\d.]+\s+\d+\s+\d+$/m,
+      'the s3 line with its vs fs',
+    )
+    t.notMatch(output, /cannot empty/, "each s3 run's objects removed")
+    const report = await readReport(out)
+    t.equal(report.settings.storages, 'fs,s3')
+    t.same(
+      report.scenarios.map((result) => [result.scenario, result.storage]),
+      [
+        ['import users csv', 'fs'],
+        ['import users csv (s3)', 's3'],
+      ],
+    )
+    const fs = scenario(report, 'import users csv')
+    const s3 = scenario(report, 'import users csv (s3)')
+    checkImport(t, fs)
+    checkImport(t, s3)
+    t.equal(fs.ratio_to_fs, undefined)
+    t.ok((s3.ratio_to_fs ?? 0) > 0 && (s3.job_ratio_to_fs ?? 0) > 0, 's3 over fs')
+    t.equal(fs.cpu_seconds?.upload.store, null, 'no store CPU for fs')
+    t.ok((s3.cpu_seconds?.upload.store ?? -1) >= 0 && (s3.cpu_seconds?.job.store ?? -1) >= 0, "Swift's CPU")
+    t.equal(s3.times_seconds.copy?.length, 2, 'COPY once per run, for both')
+  },
+)
 
 t.test('bench/export.sh checks every stream against COPY and prints the table', async (t) => {
   const out = path.join(await scratch(t), 'export.json')

@@ -1,87 +1,24 @@
 import { readdir } from 'node:fs/promises'
-import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { request } from 'node:http'
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { ExportJob } from '../../schemas/exports.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
 import type { Upload } from '../../schemas/uploads.ts'
 import { createTestDatabase } from '../db.ts'
-import { buildTestApp, generated, importAndWait, startImport, until, usersCsv, waitForImport } from '../helper.ts'
-import { type S3Server, startS3Server } from '../setup/s3-server.ts'
+import { buildTestApp, countRows, generated, importAndWait, until, usersCsv, waitForImport } from '../helper.ts'
+import { s3Fixture, usersDigest, waitForExport } from '../setup/s3-fixture.ts'
 
-// STORAGE=s3 against a real S3-compatible server (test/setup/s3-server.ts: OpenStack Swift, which
+// STORAGE=s3 against a real S3-compatible server (test/setup/s3-fixture.server.ts: OpenStack Swift, which
 // checks signatures, presigned URLs, multipart uploads and ranges as S3 does): uploads, imports,
 // exports, direct uploads and s3:// sources go through the bucket and nothing through the disk;
 // a store that refuses or goes away gives clear problems, and its jobs resume when it is back.
 
-let server: S3Server
-let s3: S3Client
 const BUCKET = 'bulk-io'
 const SOURCES = 'bulk-io-sources'
-
-t.before(async () => {
-  server = await startS3Server()
-  // The service takes its credentials from the AWS chain: here, the environment (its threads too).
-  process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
-  process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-  s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  })
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }))
-  await s3.send(new CreateBucketCommand({ Bucket: SOURCES }))
-})
-t.teardown(async () => {
-  s3?.destroy()
-  delete process.env.AWS_ACCESS_KEY_ID
-  delete process.env.AWS_SECRET_ACCESS_KEY
-  await server?.stop()
-})
-
-function s3Environment(prefix: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    STORAGE: 's3',
-    S3_ENDPOINT: server.endpoint,
-    S3_REGION: server.region,
-    S3_BUCKET: BUCKET,
-    S3_PREFIX: prefix,
-    S3_FORCE_PATH_STYLE: 'true',
-    S3_MAX_ATTEMPTS: '2',
-    JOB_POLL_INTERVAL_MS: '100',
-    ...extra,
-  }
-}
-
-async function s3App(t: Test, prefix: string, extra: Record<string, string> = {}, databaseUrl?: string) {
-  const app = await buildTestApp(t, { environment: s3Environment(prefix, extra), databaseUrl })
-  app.jobs.start()
-  return app
-}
-
-async function keys(prefix: string): Promise<string[]> {
-  const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }))
-  return (listed.Contents ?? []).map((object) => object.Key as string).sort()
-}
-
-/** A digest of the users table, by natural key (rows without an id in the file get a random one). */
-async function usersDigest(app: FastifyInstance) {
-  const [row] = await app.sql<{ users: number; digest: string }[]>`
-    select count(*)::int as users,
-      md5(string_agg(concat_ws('|', email, name, role, active, created_at, updated_at), ',' order by lower(email))) as digest
-    from users`
-  return row
-}
-
-async function waitForExport(app: FastifyInstance, id: string): Promise<ExportJob> {
-  return until(async () => {
-    const job = (await app.inject({ url: `/api/v1/exports/${id}` })).json<ExportJob>()
-    return job.done ? job : undefined
-  }, `export ${id}`)
-}
+const fixture = s3Fixture(t, [BUCKET, SOURCES])
+const { app: s3App, keys } = fixture
 
 t.test('an upload streams into the bucket; the import reads it there; its failed records too', async (t) => {
   const app = await s3App(t, 'upload/')
@@ -213,7 +150,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
 
 t.test('an s3:// import reads an object of an allowed bucket where it is', async (t) => {
   const app = await s3App(t, 'sources/', { S3_IMPORT_BUCKETS: SOURCES })
-  await s3.send(new PutObjectCommand({ Bucket: SOURCES, Key: 'daily/users.csv', Body: usersCsv(500) }))
+  await fixture.s3.send(new PutObjectCommand({ Bucket: SOURCES, Key: 'daily/users.csv', Body: usersCsv(500) }))
   const started = await app.inject({
     method: 'POST',
     url: '/api/v1/imports',
@@ -243,70 +180,74 @@ t.test('an s3:// import reads an object of an allowed bucket where it is', async
 
 t.test('a wrong secret or a missing bucket stops the start, saying which', async (t) => {
   process.env.AWS_SECRET_ACCESS_KEY = 'wrong'
-  await t.rejects(buildTestApp(t, { environment: s3Environment('x/') }), {
+  await t.rejects(buildTestApp(t, { environment: fixture.environment('x/') }), {
     message:
       /^STORAGE=s3: the service cannot write, read and delete objects under s3:\/\/bulk-io\/x\/ at http:\/\/127\.0\.0\.1:\d+: access denied/,
   })
-  process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-  await t.rejects(buildTestApp(t, { environment: { ...s3Environment('x/'), S3_BUCKET: 'no-such-bucket' } }), {
+  process.env.AWS_SECRET_ACCESS_KEY = fixture.server.secretAccessKey
+  await t.rejects(buildTestApp(t, { environment: { ...fixture.environment('x/'), S3_BUCKET: 'no-such-bucket' } }), {
     message: /the bucket does not exist/,
   })
 })
 
-t.test(
-  'the store goes away mid-import and mid-export: clear problems, and the jobs resume when it is back',
-  async (t) => {
-    const file = await generated({ resource: 'users', format: 'csv', rows: 200_000, defectRate: 0.02, seed: 11 })
-    const reference = await buildTestApp(t, { environment: { BATCH_SIZE: '2000' } })
-    reference.jobs.start()
-    const referenceJob = await importAndWait(reference, { resource: 'users', file, filename: 'users.csv' })
+t.test('an upload broken off mid-way leaves nothing in the bucket: its multipart upload is aborted', async (t) => {
+  const app = await s3App(t, 'broken/', { S3_PART_BYTES: String(5 * 1024 * 1024) })
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  const boundary = 'brokenoff'
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="resource"\r\n\r\nusers\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="users.csv"\r\n\r\n`,
+  )
+  const body = Buffer.from(usersCsv(200_000)) // ~6 MB: more than a part
+  await new Promise<void>((resolve) => {
+    const sent = request(`${address}/api/v1/imports`, {
+      method: 'POST',
+      headers: {
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'content-length': head.length + body.length + 100,
+      },
+    })
+    sent.on('error', () => resolve())
+    sent.write(head)
+    sent.write(body.subarray(0, 5.5 * 1024 * 1024), () => {
+      // A part is on its way to the store; the client goes away.
+      setTimeout(() => {
+        sent.destroy()
+        resolve()
+      }, 500)
+    })
+  })
+  const uploads = await until(
+    async () => {
+      const listed = await fixture.s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'broken/' }))
+      return (listed.Uploads ?? []).length === 0 ? listed : undefined
+    },
+    'the multipart upload to be aborted',
+    10_000,
+  )
+  t.same(uploads.Uploads ?? [], [], 'no multipart upload left')
+  t.same(await keys('broken/'), [], 'no object')
+  t.equal(await countRows(app, 'import_jobs'), 0, 'no job')
+})
 
-    const app = await s3App(t, 'away/', { BATCH_SIZE: '2000' })
-    const { id } = await startImport(app, 'users', file, 'users.csv')
-    await until(async () => {
-      const job = (await app.inject({ url: `/api/v1/imports/${id}` })).json<ImportJob>()
-      return job.counters.processed >= 20_000 ? job : undefined
-    }, 'the import under way')
-    await server.halt()
-    try {
-      const ready = await until(async () => {
-        const response = await app.inject({ url: '/ready' })
-        return response.statusCode === 503 ? response : undefined
-      }, '/ready to see the store away')
-      t.match(ready.json(), { code: 'store_unavailable', reason: 'store_down' })
-      const refused = await app.inject({
-        method: 'POST',
-        url: '/api/v1/exports',
-        payload: { resource: 'users', format: 'csv' },
-      })
-      t.equal(refused.statusCode, 202, 'an export is queued while the store is away')
-      const exportId = refused.json<ExportJob>().id
-      const upload = await app.inject({
-        method: 'POST',
-        url: '/api/v1/imports',
-        payload: { resource: 'users', url: 'https://example.com/users.csv' },
-      })
-      t.not(upload.statusCode, 500, 'no 500 while the store is away')
-      // Given time to fail, neither job does: they wait for the store.
-      await new Promise((resolve) => setTimeout(resolve, 8000))
-      const waiting = (await app.inject({ url: `/api/v1/imports/${id}` })).json<ImportJob>()
-      t.not(waiting.status, 'failed', `the import waits (${waiting.status}, ${JSON.stringify(waiting.error)})`)
-      t.ok(waiting.counters.processed < 200_000, 'it stopped where the store went away')
-      const exportWaiting = (await app.inject({ url: `/api/v1/exports/${exportId}` })).json<ExportJob>()
-      t.not(exportWaiting.status, 'failed', `the export waits (${exportWaiting.status})`)
-      await server.resume()
-      const job = await waitForImport(app, id)
-      t.equal(job.status, 'completed', JSON.stringify(job.error))
-      t.same(job.counters, referenceJob.counters, 'the counters of an uninterrupted run')
-      t.same(await usersDigest(app), await usersDigest(reference), 'the rows of an uninterrupted run')
-      const exported = await waitForExport(app, exportId)
-      t.equal(exported.status, 'completed')
-      const download = await app.inject({ url: `/api/v1/exports/${exportId}/download` })
-      t.equal(download.statusCode, 200)
-      t.equal(Number(download.headers['content-length']), exported.counters.bytes)
-      t.equal((await app.inject({ url: '/ready' })).statusCode, 200, 'ready again')
-    } finally {
-      await server.resume().catch(() => {})
-    }
+t.test(
+  'the sweeper removes objects no job refers to and unfinished multipart uploads, and keeps the rest',
+  async (t) => {
+    const databaseUrl = await createTestDatabase(t)
+    const first = await s3App(t, 'sweep/', {}, databaseUrl)
+    const job = await importAndWait(first, { resource: 'users', file: usersCsv(10), filename: 'users.csv' })
+    const source = await importSource(first, job.id)
+    const orphan = `sweep/imports/${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}.upload`
+    await fixture.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: orphan, Body: 'orphan' }))
+    await fixture.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sweep/exports/nobodys.csv', Body: 'orphan' }))
+    await fixture.s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'sweep/exports/dead-owner.csv' }))
+    await first.close()
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    // A new instance sweeps at start: objects (and uploads) older than STORE_ORPHAN_SECONDS go.
+    await s3App(t, 'sweep/', { STORE_ORPHAN_SECONDS: '2' }, databaseUrl)
+    await until(async () => ((await keys('sweep/')).length === 1 ? true : undefined), 'the sweep', 10_000)
+    t.same(await keys('sweep/'), [`sweep/imports/${source}`], 'the job’s source stays, the orphans go')
+    const listed = await fixture.s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'sweep/' }))
+    t.same(listed.Uploads ?? [], [], 'the unfinished upload is aborted')
   },
 )

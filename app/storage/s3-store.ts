@@ -171,19 +171,25 @@ export class S3Store implements ObjectStore {
       queueSize: 2,
       leavePartsOnError: false,
     })
-    const abort = () => void upload.abort().catch(() => {})
-    options.signal?.addEventListener('abort', abort, { once: true })
     const started = performance.now()
     try {
-      // The upload reads what the pipeline passes; either failing stops both.
+      // The upload reads what the pipeline passes. A pipeline that fails (the body breaks, the
+      // signal aborts) destroys `through` with its error: the upload then fails too, and aborts
+      // its multipart upload before it settles, so that nothing is left once this rejects.
       const uploaded = upload.done()
-      uploaded.catch(() => {})
+      // An upload that fails first (the store away) reads no more: the pipeline must not wait on it.
+      uploaded.catch((error: Error) => through.destroy(error))
       try {
         await pipeline(body, digest, through, { signal: options.signal })
       } catch (error) {
-        await upload.abort().catch(() => {})
-        await uploaded.catch(() => {})
-        throw error
+        through.destroy(error as Error)
+        // The store's own failure, when it came first, says more than the pipeline's abort.
+        throw (
+          (await uploaded.then(
+            () => undefined,
+            (failure: unknown) => failure,
+          )) ?? error
+        )
       }
       await uploaded
       // Verified: the store holds as many bytes as were hashed.
@@ -204,8 +210,6 @@ export class S3Store implements ObjectStore {
         failure instanceof StoreError ? failure.kind : 'failed',
       )
       throw failure
-    } finally {
-      options.signal?.removeEventListener('abort', abort)
     }
   }
 

@@ -6,9 +6,9 @@ import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { createClient, dataOf, type ImportJob } from '../../client/index.ts'
 import { buildTestApp, generated, scratchDirectory, until } from '../helper.ts'
+import { type S3Proxy, startS3Proxy } from '../setup/s3-proxy.ts'
 import { type S3Server, startS3Server } from '../setup/s3-server.ts'
 import { listen, runCli, startCli } from './run-cli.ts'
-import { type S3Proxy, startS3Proxy } from './s3-proxy.ts'
 
 // The CLI's direct uploads (client/cli/import.ts): a file above --direct-threshold goes straight
 // into the bucket of a service with STORAGE=s3 (test/setup/s3-server.ts: OpenStack Swift), in

@@ -36,6 +36,7 @@ export function s3Fixture(tap: Test, buckets: string[]): S3Fixture {
       credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 10,
     })
     for (const bucket of buckets) await s3.send(new CreateBucketCommand({ Bucket: bucket }))
     Object.assign(fixture, { server, s3 })
@@ -53,7 +54,6 @@ export function s3Fixture(tap: Test, buckets: string[]): S3Fixture {
     S3_BUCKET: fixture.bucket,
     S3_PREFIX: prefix,
     S3_FORCE_PATH_STYLE: 'true',
-    S3_MAX_ATTEMPTS: '2',
     JOB_POLL_INTERVAL_MS: '100',
     ...extra,
   })

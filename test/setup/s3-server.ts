@@ -148,7 +148,14 @@ export async function startS3Server(): Promise<S3Server> {
           log_level: 'WARNING',
         },
         'pipeline:main': { pipeline: PROXY_PIPELINE.join(' ') },
-        'app:proxy-server': { use: 'egg:swift#proxy', account_autocreate: 'true' },
+        // A busy test machine (every core taken) must not turn slow answers into 503s.
+        'app:proxy-server': {
+          use: 'egg:swift#proxy',
+          account_autocreate: 'true',
+          conn_timeout: 5,
+          node_timeout: 60,
+          recoverable_node_timeout: 60,
+        },
         ...filters,
       }),
     )

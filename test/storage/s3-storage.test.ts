@@ -245,9 +245,15 @@ t.test(
     await new Promise((resolve) => setTimeout(resolve, 2100))
     // A new instance sweeps at start: objects (and uploads) older than STORE_ORPHAN_SECONDS go.
     await s3App(t, 'sweep/', { STORE_ORPHAN_SECONDS: '2' }, databaseUrl)
-    await until(async () => ((await keys('sweep/')).length === 1 ? true : undefined), 'the sweep', 10_000)
+    // It sweeps at start, then every second (half of STORE_ORPHAN_SECONDS).
+    const unfinished = async () =>
+      (await fixture.s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'sweep/' }))).Uploads ?? []
+    await until(
+      async () => ((await keys('sweep/')).length === 1 && (await unfinished()).length === 0 ? true : undefined),
+      'the sweep',
+      15_000,
+    ).catch(() => {})
     t.same(await keys('sweep/'), [`sweep/imports/${source}`], 'the job’s source stays, the orphans go')
-    const listed = await fixture.s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'sweep/' }))
-    t.same(listed.Uploads ?? [], [], 'the unfinished upload is aborted')
+    t.same(await unfinished(), [], 'the unfinished upload is aborted')
   },
 )

@@ -19,7 +19,7 @@ t.test(
     reference.jobs.start()
     const referenceJob = await importAndWait(reference, { resource: 'users', file, filename: 'users.csv' })
 
-    const app = await s3App(t, 'away/', { BATCH_SIZE: '2000' })
+    const app = await s3App(t, 'away/', { BATCH_SIZE: '2000', S3_MAX_ATTEMPTS: '2' })
     const { id } = await startImport(app, 'users', file, 'users.csv')
     await until(async () => {
       const job = (await app.inject({ url: `/api/v1/imports/${id}` })).json<ImportJob>()

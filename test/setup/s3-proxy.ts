@@ -1,8 +1,8 @@
 import { connect, createServer, type Socket } from 'node:net'
 
-// A TCP proxy in front of the test's S3 server, for what a real network does to a direct upload:
-// it slows each connection's requests down, or cuts the first connections that carry a large
-// body (a part's PUT) part-way. Bytes pass unchanged, Host header included, so presigned URLs
+// A TCP proxy in front of the test's S3 server, for what a real network does to uploads and
+// reads: it slows each connection's requests down, or cuts the first connections that carry a
+// large body part-way: a part's PUT (upstream), or a GET's answer (downstream). Bytes pass unchanged, Host header included, so presigned URLs
 // signed for the proxy's address are checked by the server as they were signed.
 
 export interface S3ProxyOptions {
@@ -12,6 +12,10 @@ export interface S3ProxyOptions {
   cutAfterBytes?: number
   /** …this many times (then lets them all through). */
   cuts?: number
+  /** Cuts a connection once this many bytes came back from the server… */
+  cutDownstreamAfterBytes?: number
+  /** …this many times. */
+  downstreamCuts?: number
 }
 
 export interface S3Proxy {
@@ -19,7 +23,7 @@ export interface S3Proxy {
   endpoint: string
   /** Bytes sent upstream so far, over every connection. */
   upstreamBytes(): number
-  /** Connections cut so far. */
+  /** Connections cut so far (upstream and downstream). */
   cut(): number
   close(): Promise<void>
 }
@@ -29,6 +33,7 @@ export async function startS3Proxy(target: string, options: S3ProxyOptions = {})
   const sockets = new Set<Socket>()
   let upstreamBytes = 0
   let cut = 0
+  let downstreamCut = 0
   const server = createServer((client) => {
     const upstream = connect(Number(port), hostname)
     sockets.add(client).add(upstream)
@@ -40,7 +45,25 @@ export async function startS3Proxy(target: string, options: S3ProxyOptions = {})
     }
     client.on('error', end).on('close', end)
     upstream.on('error', end).on('close', end)
-    upstream.pipe(client)
+    let received = 0
+    upstream.on('data', (chunk: Buffer) => {
+      if (
+        options.cutDownstreamAfterBytes !== undefined &&
+        received + chunk.length > options.cutDownstreamAfterBytes &&
+        downstreamCut < (options.downstreamCuts ?? Number.POSITIVE_INFINITY)
+      ) {
+        // What was received up to the limit goes through, then the connection breaks.
+        client.write(chunk.subarray(0, options.cutDownstreamAfterBytes - received))
+        downstreamCut++
+        end()
+        return
+      }
+      received += chunk.length
+      if (!client.write(chunk)) {
+        upstream.pause()
+        client.once('drain', () => upstream.resume())
+      }
+    })
     let sent = 0
     client.on('data', (chunk: Buffer) => {
       if (
@@ -67,7 +90,7 @@ export async function startS3Proxy(target: string, options: S3ProxyOptions = {})
   return {
     endpoint: `http://127.0.0.1:${address.port}`,
     upstreamBytes: () => upstreamBytes,
-    cut: () => cut,
+    cut: () => cut + downstreamCut,
     close: async () => {
       for (const socket of sockets) socket.destroy()
       await new Promise((resolve) => server.close(resolve))

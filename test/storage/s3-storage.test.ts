@@ -1,19 +1,33 @@
 import { readdir } from 'node:fs/promises'
 import { request } from 'node:http'
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import {
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import type { ExportJob } from '../../schemas/exports.ts'
 import type { ImportJob } from '../../schemas/imports.ts'
 import type { Upload } from '../../schemas/uploads.ts'
 import { createTestDatabase } from '../db.ts'
-import { buildTestApp, countRows, generated, importAndWait, until, usersCsv, waitForImport } from '../helper.ts'
+import {
+  buildTestApp,
+  countRows,
+  generated,
+  importAndWait,
+  startImport,
+  until,
+  usersCsv,
+  waitForImport,
+} from '../helper.ts'
 import { s3Fixture, usersDigest, waitForExport } from '../setup/s3-fixture.ts'
 
-// STORAGE=s3 against a real S3-compatible server (test/setup/s3-fixture.server.ts: OpenStack Swift, which
+// STORAGE=s3 against a real S3-compatible server (test/setup/s3-server.ts: OpenStack Swift, which
 // checks signatures, presigned URLs, multipart uploads and ranges as S3 does): uploads, imports,
 // exports, direct uploads and s3:// sources go through the bucket and nothing through the disk;
-// a store that refuses or goes away gives clear problems, and its jobs resume when it is back.
+// a store that refuses gives clear problems (the store going away: store-faults.long.test.ts).
 
 const BUCKET = 'bulk-io'
 const SOURCES = 'bulk-io-sources'
@@ -87,7 +101,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
     url: '/api/v1/uploads',
     payload: { size_bytes: file.length, filename: 'users.csv' },
   })
-  t.equal(created.statusCode, 201, created.body)
+  t.equal(created.statusCode, 201, `201 (${created.statusCode === 201 ? 'ok' : created.body})`)
   const upload = created.json<Upload>()
   t.equal(upload.status, 'pending')
   t.equal(upload.url, null)
@@ -110,7 +124,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
   const refused = await app.inject({ method: 'POST', url: upload.complete_url, payload: { parts: wrong } })
   t.equal(refused.statusCode, 409, 'a wrong ETag: the store cannot assemble it')
   const completed = await app.inject({ method: 'POST', url: upload.complete_url, payload: { parts: etags } })
-  t.equal(completed.statusCode, 200, completed.body)
+  t.equal(completed.statusCode, 200, `200 (${completed.statusCode === 200 ? 'ok' : completed.body})`)
   t.match(completed.json<Upload>(), { status: 'completed', size_bytes: file.length, parts: [] })
 
   const started = await app.inject({
@@ -118,7 +132,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
     url: '/api/v1/imports',
     payload: { resource: 'users', upload_id: upload.id },
   })
-  t.equal(started.statusCode, 202, started.body)
+  t.equal(started.statusCode, 202, `202 (${started.statusCode === 202 ? 'ok' : started.body})`)
   const job = await waitForImport(app, started.json<ImportJob>().id)
   t.equal(job.status, 'completed')
   t.equal(job.counters.processed, 100_000)
@@ -156,7 +170,7 @@ t.test('an s3:// import reads an object of an allowed bucket where it is', async
     url: '/api/v1/imports',
     payload: { resource: 'users', url: `s3://${SOURCES}/daily/users.csv` },
   })
-  t.equal(started.statusCode, 202, started.body)
+  t.equal(started.statusCode, 202, `202 (${started.statusCode === 202 ? 'ok' : started.body})`)
   const job = await waitForImport(app, started.json<ImportJob>().id)
   t.equal(job.status, 'completed')
   t.equal(job.counters.inserted, 500)
@@ -257,3 +271,18 @@ t.test(
     t.same(await unfinished(), [], 'the unfinished upload is aborted')
   },
 )
+
+t.test('a source the store no longer has fails its job with source_unavailable', async (t) => {
+  const app = await buildTestApp(t, { environment: fixture.environment('gone/') })
+  const { id } = await startImport(app, 'users', usersCsv(100), 'users.csv')
+  const source = await importSource(app, id)
+  await fixture.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `gone/imports/${source}` }))
+  app.jobs.start()
+  const job = await waitForImport(app, id)
+  t.equal(job.status, 'failed')
+  t.match(job.error, {
+    code: 'source_unavailable',
+    status: 422,
+    detail: /^The source cannot be read from the store \(not_found\): s3:\/\/bulk-io\/gone\/imports\/.*\.upload/,
+  })
+})

@@ -117,7 +117,7 @@ db-shell: runtime-deps ## Open psql on the database (DATABASE_URL, else the embe
 bench: deps ## Run every benchmark (imports beside COPY and pgloader, exports beside COPY): one table, results in .data/bench/*.json (BENCH_OUT)
 	node bench/run.ts all
 
-bench-import: deps ## Import ROWS generated RESOURCE (users) as FORMAT (csv) over HTTP beside COPY and pgloader of the same rows: rows/s, ratios, MB/s, peak RSS, status p99
+bench-import: deps ## Import ROWS generated RESOURCE (users) as FORMAT (csv) over HTTP beside COPY and pgloader of the same rows, on STORAGE (fs; s3: Swift) or STORAGES=fs,s3 in turns: rows/s, ratios, MB/s, peak RSS, status p99
 	bash bench/import.sh
 
 bench-export: deps ## Stream ROWS users and articles (CSV, NDJSON, JSON), each checked against COPY of the same statement: rows/s, MB/s, ratio to it and to plain COPY, peak RSS

@@ -188,6 +188,18 @@ export async function commandExists(command: string): Promise<boolean> {
   return code === 0
 }
 
+/** Clock ticks per second of /proc/PID/stat (USER_HZ: 100 on every Linux Node runs on). */
+const TICKS = 100
+
+/** user + system CPU seconds of a process (all its threads) so far; undefined when it is gone. */
+export async function processCpuSeconds(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  if (stat === undefined) return undefined
+  // After the command name in parentheses (which may hold spaces): utime and stime, fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / TICKS
+}
+
 export async function portInUse(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connectTcp(port, '127.0.0.1')
@@ -371,6 +383,11 @@ export class Service {
       if (ready) return service
       await sleep(100)
     }
+  }
+
+  /** user + system CPU seconds of the service process (all its threads) so far. */
+  async cpuSeconds(): Promise<number> {
+    return (await processCpuSeconds(this.child.pid ?? 0)) ?? fail('the service process is gone')
   }
 
   /** Peak resident set size of the process so far (VmHWM of /proc/PID/status), in bytes. */

@@ -5,6 +5,12 @@
  * times (import, COPY, pgloader, import, …), each after `truncate` and `checkpoint`, and the
  * medians count. Each import runs on a fresh service process, so each run's VmHWM is that
  * import's own peak (the highest is reported), after a small warm-up import (WARM_UP rows).
+ *
+ * STORAGES (fs, s3 or both) says where the service keeps the upload: a directory (fs), or a
+ * bucket of OpenStack Swift started for the benchmark (s3, bench/object-store.ts). With both,
+ * each run imports once on each, in turns (fs then s3 on odd runs, s3 then fs on even ones), so
+ * that the s3 rate over the fs rate comes from the same run. The CPU time of the service and of
+ * Swift is read around the upload and the job: on a small machine they share the cores.
  */
 import { mkdir, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
@@ -25,6 +31,7 @@ import {
   seconds,
   tail,
 } from './harness.ts'
+import type { BenchObjectStore, Storage } from './object-store.ts'
 import { round, type ScenarioResult } from './report.ts'
 
 export interface ImportSettings {
@@ -44,12 +51,16 @@ export interface ImportSettings {
   warmUpRows: number
   /** Run pgloader beside COPY (CSV only). */
   pgloader: boolean
+  /** Where the service keeps uploads, one import per run on each (s3 needs BenchContext.objectStore). */
+  storages: readonly Storage[]
 }
 
 export interface BenchContext {
   database: Database
   scratch: string
   port: number
+  /** Swift and its bucket, when an s3 import runs. */
+  objectStore?: BenchObjectStore
 }
 
 interface ImportJob {
@@ -63,13 +74,22 @@ interface ImportJob {
   error: unknown
 }
 
+/** CPU seconds (user + system) of the service and of the object store (null: fs) over one phase. */
+interface PhaseCpu {
+  service: number
+  store: number | null
+}
+
 interface ImportRun {
+  storage: Storage
   wallSeconds: number
   uploadSeconds: number
   /** From the job's creation (the upload stored) to its start: claiming it, starting its thread. */
   queuedSeconds: number
   jobSeconds: number
   peakRssBytes: number
+  /** The upload (curl's start to its answer), then from its answer to the job seen done. */
+  cpu: { upload: PhaseCpu; job: PhaseCpu }
   job: ImportJob
 }
 
@@ -81,9 +101,16 @@ export function referencedRows(rows: number): number {
   return Math.max(1, Math.ceil(rows / 10))
 }
 
+/** The import scenario's name: `import users csv`, `import users csv (s3)`. */
+export function importScenario(resource: Resource, format: Format, storage: Storage): string {
+  return `import ${resource} ${format}${storage === 'fs' ? '' : ` (${storage})`}`
+}
+
 export async function benchImport(context: BenchContext, settings: ImportSettings): Promise<ScenarioResult[]> {
   const { database, scratch } = context
-  const { resource, format, rows, runs, defectRate } = settings
+  const { resource, format, rows, runs, defectRate, storages } = settings
+  if (storages.length === 0) fail('no storage to import on')
+  if (storages.includes('s3') && !context.objectStore) fail('an s3 import needs the object store started')
   const name = `${resource} ${format}`
   const directory = path.join(scratch, `import-${resource}-${format}`)
   await mkdir(directory, { recursive: true })
@@ -122,19 +149,32 @@ export async function benchImport(context: BenchContext, settings: ImportSetting
   }
   const copyFile = await copyReadyCsv(database, resource, csv)
   log(
-    `  ${(bytes / MB).toFixed(1)} MB to import; COPY${settings.pgloader ? ' and pgloader load' : ' loads'} ${path.basename(copyFile)}`,
+    `  ${(bytes / MB).toFixed(1)} MB to import${storages.includes('s3') ? ` (storage ${storages.join(', ')}; s3: Swift at ${context.objectStore?.endpoint})` : ''}; ` +
+      `COPY${settings.pgloader ? ' and pgloader load' : ' loads'} ${path.basename(copyFile)}`,
   )
 
-  const imports: ImportRun[] = []
+  // Alone, the fs import keeps its old name in the run lines: `import 12.3 s (…)`.
+  const label = (storage: Storage) => (storages.length === 1 && storage === 'fs' ? 'import' : `import ${storage}`)
+  const imports = new Map<Storage, ImportRun[]>(storages.map((storage) => [storage, []]))
+  const latencies = new Map<Storage, number[]>(storages.map((storage) => [storage, []]))
+  const sameAsCopy = new Map<Storage, boolean | null>(storages.map((storage) => [storage, null]))
   const copies: number[] = []
   const pgloaders: number[] = []
-  const latencies: number[] = []
-  let sameAsCopy: boolean | null = null
   let pgloaderSameAsCopy: boolean | null = null
   for (let run = 1; run <= runs; run++) {
-    const imported = await importOnce(context, settings, file, warmUpFile, latencies)
-    imports.push(imported)
-    const importDigest = run === 1 && defectRate === 0 ? await database.digest(resource) : null
+    const order = run % 2 === 1 ? storages : [...storages].reverse()
+    const importDigests = new Map<Storage, string>()
+    const importLines: string[] = []
+    const cpuLines: string[] = []
+    for (const storage of order) {
+      const imported = await importOnce(context, settings, storage, file, warmUpFile, latencies.get(storage) ?? [])
+      imports.get(storage)?.push(imported)
+      if (run === 1 && defectRate === 0) importDigests.set(storage, await database.digest(resource))
+      importLines.push(
+        `${label(storage)} ${seconds(imported.wallSeconds)} (upload ${seconds(imported.uploadSeconds)}, queued ${seconds(imported.queuedSeconds)}, job ${seconds(imported.jobSeconds)}, peak RSS ${Math.round(imported.peakRssBytes / MB)} MB)`,
+      )
+      cpuLines.push(`    CPU ${storage}: ${cpuText(imported.cpu)}`)
+    }
 
     await database.empty(resource)
     const copy = await database.copyFrom(resource, copyFile)
@@ -142,7 +182,7 @@ export async function benchImport(context: BenchContext, settings: ImportSetting
     const copied = await database.count(resource)
     if (copied !== rows) fail(`COPY of ${name} loaded ${copied} rows, not ${rows}`)
     const copyDigest = run === 1 ? await database.digest(resource) : null
-    if (importDigest !== null) sameAsCopy = importDigest === copyDigest
+    for (const [storage, digest] of importDigests) sameAsCopy.set(storage, digest === copyDigest)
 
     let pgloaderLine = ''
     if (settings.pgloader) {
@@ -157,71 +197,109 @@ export async function benchImport(context: BenchContext, settings: ImportSetting
       }
       pgloaderLine = `, pgloader ${seconds(loaded)}`
     }
-    log(
-      `  run ${run}: import ${seconds(imported.wallSeconds)} (upload ${seconds(imported.uploadSeconds)}, queued ${seconds(imported.queuedSeconds)}, job ${seconds(imported.jobSeconds)}, peak RSS ${Math.round(imported.peakRssBytes / MB)} MB), COPY ${seconds(copy.seconds)}${pgloaderLine}`,
-    )
+    log(`  run ${run}: ${importLines.join(', ')}, COPY ${seconds(copy.seconds)}${pgloaderLine}`)
+    // The CPU lines matter where storages are compared; alone on fs they stay in the JSON.
+    if (storages.includes('s3') || storages.length > 1) for (const line of cpuLines) log(line)
   }
   await database.empty(resource)
   await rm(directory, { recursive: true, force: true })
 
-  const last = imports[imports.length - 1] as ImportRun
-  const wall = median(imports.map((run) => run.wallSeconds))
-  const job = median(imports.map((run) => run.jobSeconds))
   const copy = median(copies)
-  const rate = rows / wall
   const copyRate = rows / copy
-  const peakRss = Math.max(...imports.map((run) => run.peakRssBytes))
   const pgloaderRate = settings.pgloader ? rows / median(pgloaders) : null
   // Rounded as the results are, so that these lines and the table agree.
   const percent = (value: number) => `${(round(value, 4) * 100).toFixed(1)} %`
-  log(
-    `  medians: import ${Math.round(rate)} rows/s upload to done, ${Math.round(rows / job)} rows/s the job alone; ` +
-      `COPY ${Math.round(copyRate)} rows/s${pgloaderRate ? `; pgloader ${Math.round(pgloaderRate)} rows/s` : ''}`,
-  )
-  log(
-    `  ratio to COPY ${percent(rate / copyRate)} (the job alone ${percent(rows / job / copyRate)})` +
-      `${pgloaderRate ? `, to pgloader ${percent(rate / pgloaderRate)}` : ''}`,
-  )
-  log(`  counters of the last run: ${JSON.stringify(last.job.counters)}`)
-  if (sameAsCopy !== null) {
-    log(`  the imported rows are ${sameAsCopy ? 'those' : 'NOT those'} COPY loads (same values, checked on run 1)`)
+  const results: ScenarioResult[] = []
+  for (const storage of storages) {
+    const runsOf = imports.get(storage) ?? []
+    const last = runsOf[runsOf.length - 1] as ImportRun
+    const wall = median(runsOf.map((run) => run.wallSeconds))
+    const job = median(runsOf.map((run) => run.jobSeconds))
+    const rate = rows / wall
+    const peakRss = Math.max(...runsOf.map((run) => run.peakRssBytes))
+    const prefix = storages.length === 1 ? '' : `${storage}: `
+    log(
+      `  ${prefix}medians: import ${Math.round(rate)} rows/s upload to done, ${Math.round(rows / job)} rows/s the job alone; ` +
+        `COPY ${Math.round(copyRate)} rows/s${pgloaderRate ? `; pgloader ${Math.round(pgloaderRate)} rows/s` : ''}`,
+    )
+    log(
+      `  ${prefix}ratio to COPY ${percent(rate / copyRate)} (the job alone ${percent(rows / job / copyRate)})` +
+        `${pgloaderRate ? `, to pgloader ${percent(rate / pgloaderRate)}` : ''}`,
+    )
+    log(`  ${prefix}counters of the last run: ${JSON.stringify(last.job.counters)}`)
+    const same = sameAsCopy.get(storage) ?? null
+    if (same !== null) {
+      log(`  ${prefix}the imported rows are ${same ? 'those' : 'NOT those'} COPY loads (same values, checked on run 1)`)
+    }
+    const cpuMedian = (phase: 'upload' | 'job', of: 'service' | 'store') => {
+      const values = runsOf.map((run) => run.cpu[phase][of])
+      return values.some((value) => value === null) ? null : round(median(values as number[]), 2)
+    }
+    const result: ScenarioResult = {
+      scenario: importScenario(resource, format, storage),
+      kind: 'import',
+      resource,
+      format,
+      storage,
+      rows,
+      bytes,
+      runs,
+      seconds: round(wall, 3),
+      rows_per_second: Math.round(rate),
+      mb_per_second: round(bytes / MB / wall, 2),
+      copy: { seconds: round(copy, 3), rows_per_second: Math.round(copyRate) },
+      ratio_to_copy: round(rate / copyRate, 4),
+      peak_rss_mb: Math.round(peakRss / MB),
+      status_latency_ms: latencySummary(latencies.get(storage) ?? []),
+      job: {
+        seconds: round(job, 3),
+        rows_per_second: Math.round(rows / job),
+        ratio_to_copy: round(rows / job / copyRate, 4),
+        upload_seconds: round(median(runsOf.map((run) => run.uploadSeconds)), 3),
+        queued_seconds: round(median(runsOf.map((run) => run.queuedSeconds)), 3),
+      },
+      cpu_seconds: {
+        upload: { service: cpuMedian('upload', 'service') ?? 0, store: cpuMedian('upload', 'store') },
+        job: { service: cpuMedian('job', 'service') ?? 0, store: cpuMedian('job', 'store') },
+      },
+      counters: last.job.counters,
+      same_rows_as_copy: same,
+      times_seconds: {
+        import: runsOf.map((run) => round(run.wallSeconds, 3)),
+        job: runsOf.map((run) => round(run.jobSeconds, 3)),
+        upload: runsOf.map((run) => round(run.uploadSeconds, 3)),
+        copy: copies.map((value) => round(value, 3)),
+      },
+    }
+    if (pgloaderRate) {
+      result.ratio_to_pgloader = round(rate / pgloaderRate, 4)
+      result.times_seconds.pgloader = pgloaders.map((value) => round(value, 3))
+    }
+    results.push(result)
   }
-  const result: ScenarioResult = {
-    scenario: `import ${name}`,
-    kind: 'import',
-    resource,
-    format,
-    rows,
-    bytes,
-    runs,
-    seconds: round(wall, 3),
-    rows_per_second: Math.round(rate),
-    mb_per_second: round(bytes / MB / wall, 2),
-    copy: { seconds: round(copy, 3), rows_per_second: Math.round(copyRate) },
-    ratio_to_copy: round(rate / copyRate, 4),
-    peak_rss_mb: Math.round(peakRss / MB),
-    status_latency_ms: latencySummary(latencies),
-    job: {
-      seconds: round(job, 3),
-      rows_per_second: Math.round(rows / job),
-      ratio_to_copy: round(rows / job / copyRate, 4),
-      upload_seconds: round(median(imports.map((run) => run.uploadSeconds)), 3),
-      queued_seconds: round(median(imports.map((run) => run.queuedSeconds)), 3),
-    },
-    counters: last.job.counters,
-    same_rows_as_copy: sameAsCopy,
-    times_seconds: {
-      import: imports.map((run) => round(run.wallSeconds, 3)),
-      job: imports.map((run) => round(run.jobSeconds, 3)),
-      copy: copies.map((value) => round(value, 3)),
-    },
+
+  // The s3 import beside the fs one of the same runs: rates, and where its time went.
+  const fs = results.find((result) => result.storage === 'fs')
+  for (const result of results) {
+    if (!fs || result === fs || !fs.job || !result.job) continue
+    result.ratio_to_fs = round(result.rows_per_second / fs.rows_per_second, 4)
+    result.job_ratio_to_fs = round(result.job.rows_per_second / fs.job.rows_per_second, 4)
+    // Each run's pair (the two imports of a run ran back to back): how much the ratio moves.
+    const fsTimes = fs.times_seconds.import ?? []
+    result.ratio_to_fs_by_run = (result.times_seconds.import ?? []).map((time, run) =>
+      round((fsTimes[run] ?? Number.NaN) / time, 4),
+    )
+    log(
+      `  ${result.storage} over fs: ${percent(result.ratio_to_fs)} of the rate upload to done ` +
+        `(${result.rows_per_second} against ${fs.rows_per_second} rows/s), the job alone ${percent(result.job_ratio_to_fs)}; ` +
+        `medians: upload ${seconds(result.job.upload_seconds)} against ${seconds(fs.job.upload_seconds)}, ` +
+        `job ${seconds(result.job.seconds)} against ${seconds(fs.job.seconds)}; run by run ${result.ratio_to_fs_by_run.map(percent).join(', ')}`,
+    )
   }
-  const results = [result]
+
   if (pgloaderRate) {
     const loader = median(pgloaders)
-    const loaderRate = pgloaderRate
-    result.ratio_to_pgloader = round(rate / loaderRate, 4)
-    result.times_seconds.pgloader = pgloaders.map((value) => round(value, 3))
+    const first = results[0] as ScenarioResult
     results.push({
       scenario: `pgloader ${name}`,
       kind: 'pgloader',
@@ -231,34 +309,44 @@ export async function benchImport(context: BenchContext, settings: ImportSetting
       bytes,
       runs,
       seconds: round(loader, 3),
-      rows_per_second: Math.round(loaderRate),
+      rows_per_second: Math.round(pgloaderRate),
       mb_per_second: round(bytes / MB / loader, 2),
-      copy: result.copy,
-      ratio_to_copy: round(loaderRate / copyRate, 4),
+      copy: first.copy,
+      ratio_to_copy: round(pgloaderRate / copyRate, 4),
       peak_rss_mb: null,
       status_latency_ms: null,
       same_rows_as_copy: pgloaderSameAsCopy,
-      times_seconds: { pgloader: result.times_seconds.pgloader, copy: result.times_seconds.copy ?? [] },
+      times_seconds: { pgloader: first.times_seconds.pgloader ?? [], copy: first.times_seconds.copy ?? [] },
     })
   }
   return results
+}
+
+function cpuText(cpu: ImportRun['cpu']): string {
+  const phase = ({ service, store }: PhaseCpu) =>
+    `service ${seconds(service)}${store === null ? '' : `, Swift ${seconds(store)}`}`
+  return `upload: ${phase(cpu.upload)}; after it, to done: ${phase(cpu.job)}`
 }
 
 /** One import on a fresh service: upload (curl) to done (GET status), the status latency probed meanwhile. */
 async function importOnce(
   context: BenchContext,
   settings: ImportSettings,
+  storage: Storage,
   file: string,
   warmUpFile: string,
   latencies: number[],
 ): Promise<ImportRun> {
   const { database, scratch, port } = context
   const { resource, format, rows } = settings
+  const store = storage === 's3' ? context.objectStore : undefined
+  const bucket = store?.serviceEnvironment()
   const service = await Service.start({
     databaseUrl: database.url,
     port,
     scratch,
-    env: { BATCH_SIZE: String(settings.batchSize) },
+    // STORAGE always: one in the environment of make must not turn the fs runs into s3 ones.
+    env: { BATCH_SIZE: String(settings.batchSize), STORAGE: storage, ...bucket?.env },
   })
   try {
     if (settings.warmUpRows > 0) {
@@ -267,17 +355,22 @@ async function importOnce(
         fail(`the warm-up import ended ${warmUp.status}: ${JSON.stringify(warmUp.error)}`)
     }
     await database.empty(resource)
+    const cpuBefore = { service: await service.cpuSeconds(), store: (await store?.cpuSeconds()) ?? null }
     const started = performance.now()
     const id = await upload(service, resource, format, file)
     const uploaded = performance.now()
+    const cpuUploaded = { service: await service.cpuSeconds(), store: (await store?.cpuSeconds()) ?? null }
     const probe = latencyProbe(`${service.baseUrl}/api/v1/imports/${id}`, latencies)
     const job = await finished(service, id)
     const done = performance.now()
+    const cpuDone = { service: await service.cpuSeconds(), store: (await store?.cpuSeconds()) ?? null }
     await probe.stop()
     const peakRssBytes = await service.peakRssBytes()
     const warnings = await service.logText()
     if (job.status !== 'completed') {
-      fail(`import of ${resource} ${format} ended ${job.status}: ${JSON.stringify(job.error)}\n${warnings}`)
+      fail(
+        `import of ${resource} ${format} (${storage}) ended ${job.status}: ${JSON.stringify(job.error)}\n${warnings}`,
+      )
     }
     const { processed, inserted, failed } = job.counters
     if (processed !== rows) fail(`the import processed ${processed} records, not ${rows}`)
@@ -289,18 +382,27 @@ async function importOnce(
     if (warnings) log(`  service log (LOG_LEVEL=warn):\n${warnings}`)
     const startedAt = Date.parse(job.started_at ?? '')
     const jobSeconds = (Date.parse(job.finished_at ?? '') - startedAt) / 1000
+    const spent = (from: PhaseCpu, to: PhaseCpu): PhaseCpu => ({
+      service: round(to.service - from.service, 2),
+      store: from.store === null || to.store === null ? null : round(to.store - from.store, 2),
+    })
     return {
+      storage,
       wallSeconds: (done - started) / 1000,
       uploadSeconds: (uploaded - started) / 1000,
       queuedSeconds: (startedAt - Date.parse(job.created_at)) / 1000,
       jobSeconds,
       peakRssBytes,
+      cpu: { upload: spent(cpuBefore, cpuUploaded), job: spent(cpuUploaded, cpuDone) },
       job,
     }
   } finally {
     await service.stop()
     // The service keeps each uploaded file (for its failed records): a copy of the input per run.
     await rm(path.join(scratch, 'imports'), { recursive: true, force: true })
+    // Swift's disk stays as small as the fs runs' directory (a failure here must not hide the run's).
+    if (store && bucket)
+      await store.empty(bucket.prefix).catch((error) => log(`  cannot empty ${bucket.prefix}: ${error}`))
   }
 }
 

@@ -5,7 +5,9 @@
 # Prints rows/s, the ratios to COPY and pgloader, MB/s, the service's peak RSS and the latency of
 # GET /api/v1/imports/:id while the import runs. bench/run.ts does the work; docs/benchmarks.md
 # says what each figure means.
-#   ROWS=1000000 RUNS=3 RESOURCE=users FORMAT=csv DEFECT_RATE=0 BATCH_SIZE=5000 WARM_UP=1000 PGLOADER=auto make bench-import
+#   ROWS=1000000 RUNS=3 RESOURCE=users FORMAT=csv DEFECT_RATE=0 BATCH_SIZE=5000 WARM_UP=1000 PGLOADER=auto STORAGE=fs make bench-import
+# STORAGE=s3 imports with the service on a bucket of OpenStack Swift (test/setup/s3-server.ts, started
+# once for the benchmark); STORAGES=fs,s3 runs both in turns and prints the s3 rate as a % of the fs one.
 # BENCH_DATABASE_URL (default: the local PostgreSQL) must allow creating and dropping a database.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -22,6 +22,8 @@ export interface ScenarioResult {
   kind: ScenarioKind
   resource: string
   format: string
+  /** Imports: where the service kept the upload (STORAGE): fs, or s3 (Swift on the same machine). */
+  storage?: 'fs' | 's3'
   /** Rows per run. */
   rows: number
   /** Bytes of the imported file, or of the exported stream. */
@@ -40,6 +42,20 @@ export interface ScenarioResult {
   ratio_to_plain_copy?: number
   /** CSV imports run with pgloader: our rate over pgloader's. */
   ratio_to_pgloader?: number
+  /** An s3 import run beside fs (STORAGES=fs,s3): its rows/s over the fs import's of the same run. */
+  ratio_to_fs?: number
+  /** The same for the job alone (started_at → finished_at). */
+  job_ratio_to_fs?: number
+  /** The fs import's seconds over the s3 import's, run by run (the two ran back to back). */
+  ratio_to_fs_by_run?: number[]
+  /**
+   * Imports: CPU seconds (user + system, medians of the runs) of the service and of the object
+   * store (Swift's processes; null for fs) during the upload, and from its answer to the job done.
+   */
+  cpu_seconds?: {
+    upload: { service: number; store: number | null }
+    job: { service: number; store: number | null }
+  }
   /** MB (2^20 bytes) of VmHWM; null where it is not measured (pgloader). */
   peak_rss_mb: number | null
   /** GET /api/v1/imports/:id while importing, over all runs (autocannon); null for others or no request. */
@@ -125,6 +141,10 @@ export function summaryTable(results: readonly ScenarioResult[]): string {
     { title: 'vs COPY', value: (row) => percent(row.ratio_to_copy) },
     { title: 'vs plain COPY', value: (row) => percent(row.ratio_to_plain_copy) },
     { title: 'vs pgloader', value: (row) => percent(row.ratio_to_pgloader) },
+    // Only when storages were compared (STORAGES=fs,s3): the table of every other run stays as it was.
+    ...(results.some((row) => row.ratio_to_fs !== undefined)
+      ? [{ title: 'vs fs', value: (row: ScenarioResult) => percent(row.ratio_to_fs) }]
+      : []),
     { title: 'MB/s', value: (row) => fixed(row.mb_per_second, 1) },
     { title: 'peak RSS MB', value: (row) => integer(row.peak_rss_mb) },
     { title: 'status p99 ms', value: (row) => fixed(row.status_latency_ms?.p99, 0) },
@@ -137,6 +157,9 @@ vs COPY: our rows/s over psql \\copy's of the very same rows into the same empty
   or over psql's COPY of the very statement the stream runs, to /dev/null (exports); both medians of the same run.
 vs plain COPY: CSV exports over \`COPY <table> TO STDOUT (FORMAT csv)\` of the whole table.
 vs pgloader: CSV imports over pgloader loading the same CSV into the same empty table.
+(s3): the import with STORAGE=s3, its upload kept in a bucket of OpenStack Swift on the same machine
+  (STORAGE or STORAGES=fs,s3); without it, STORAGE=fs (a directory). vs fs: the s3 import's rows/s over
+  the fs import's, the two alternating in the same run.
 MB/s: the imported file's or the exported stream's bytes (MB = 2^20) per second.
 peak RSS: VmHWM of the service process; imports: the highest of the runs, each on a fresh process;
   exports: one fresh process per scenario, after all its runs.

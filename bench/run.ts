@@ -9,6 +9,8 @@
  * Settings come from the environment, as make passes them: ROWS (1000000), RUNS (3),
  * BENCH_DATABASE_URL (the local PostgreSQL; it must allow creating and dropping a database),
  * BENCH_PORT, DEFECT_RATE (0), BATCH_SIZE (5000), WARM_UP (1000 rows; 0: none), PGLOADER (auto: when installed; 0 or 1),
+ * STORAGE (fs; or s3: the imports keep their uploads in a bucket of OpenStack Swift, started for the
+ * benchmark) or STORAGES (fs,s3: both, alternating in each run, the s3 rate as a share of the fs one),
  * BENCH_OUT (the JSON file; `all` writes .data/bench/bench-<UTC time>.json without it).
  * docs/benchmarks.md says what each figure means.
  */
@@ -17,7 +19,8 @@ import path from 'node:path'
 import { benchExport, type ExportSettings } from './export-bench.ts'
 import type { Format, Resource } from './generate.ts'
 import { commandExists, Database, fail, log, runMain, runProcess, scratchDirectory } from './harness.ts'
-import { benchImport, type ImportSettings } from './import-bench.ts'
+import { type BenchContext, benchImport, type ImportSettings } from './import-bench.ts'
+import { storages as allStorages, BenchObjectStore, type Storage } from './object-store.ts'
 import {
   type BenchReport,
   compareReports,
@@ -33,6 +36,7 @@ import {
 
 const usage = `usage: node bench/run.ts import|export|all|compare [BASE NEW]
   import   RESOURCE=users|articles|comments FORMAT=csv|ndjson|json ROWS RUNS DEFECT_RATE BATCH_SIZE WARM_UP PGLOADER
+           STORAGE=fs|s3 or STORAGES=fs,s3
   export   ROWS RUNS (users and articles; RESOURCES, FORMATS narrow it)
   all      ROWS RUNS BENCH_OUT: every scenario, one table, the results as JSON
   compare  BASE=file NEW=file (default: the two newest files of .data/bench/)`
@@ -99,7 +103,23 @@ async function pgloaderVersion(scratch: string): Promise<string | null> {
   return /version "([^"]+)"/.exec(stdout)?.[1] ?? (stdout.split('\n')[0] ?? '').trim()
 }
 
-function importSettings(base: Common, resource: Resource, format: Format, pgloader: boolean): ImportSettings {
+/**
+ * Where the imports keep their uploads: STORAGES (a list, each run imports on each in turn), else
+ * STORAGE (one), else fs. The service's own STORAGE is set for every run, whatever make passes on.
+ */
+function storageSetting(): Storage[] {
+  const several = setting('STORAGES', '')
+  const chosen = several ? list('STORAGES', ['fs'], allStorages) : [choice('STORAGE', 'fs', allStorages)]
+  return [...new Set(chosen)]
+}
+
+function importSettings(
+  base: Common,
+  resource: Resource,
+  format: Format,
+  pgloader: boolean,
+  storages: readonly Storage[],
+): ImportSettings {
   const defectRate = Number(setting('DEFECT_RATE', '0'))
   if (!(defectRate >= 0 && defectRate <= 0.5)) fail(`DEFECT_RATE must be a number from 0 to 0.5, got "${defectRate}"`)
   return {
@@ -111,12 +131,13 @@ function importSettings(base: Common, resource: Resource, format: Format, pgload
     batchSize: integerSetting('BATCH_SIZE', 5000, 1),
     warmUpRows: integerSetting('WARM_UP', 1000, 0),
     pgloader: pgloader && format === 'csv',
+    storages,
   }
 }
 
-function printSummary(results: readonly ScenarioResult[], base: Common): void {
+function printSummary(results: readonly ScenarioResult[], base: Common, storages: readonly Storage[]): void {
   log('')
-  log(`summary: ROWS=${base.rows} RUNS=${base.runs}`)
+  log(`summary: ROWS=${base.rows} RUNS=${base.runs}${storages.length > 0 ? ` STORAGES=${storages.join(',')}` : ''}`)
   log(summaryTable(results))
   log('')
   log(summaryLegend)
@@ -128,13 +149,17 @@ async function writeReport(file: string, report: BenchReport): Promise<void> {
   log(`results: ${displayPath(file)}`)
 }
 
-/** Runs scenarios on one database and one scratch directory, then prints the table and writes the JSON. */
+/**
+ * Runs scenarios on one database and one scratch directory (and, when an import runs on s3, one
+ * Swift with its bucket), then prints the table and writes the JSON.
+ */
 async function bench(
   label: string,
   base: Common,
   settings: Record<string, string | number>,
-  scenarios: (context: { database: Database; scratch: string; port: number }) => Promise<ScenarioResult[]>,
+  scenarios: (context: BenchContext) => Promise<ScenarioResult[]>,
   out: string | undefined,
+  storages: readonly Storage[] = [],
 ): Promise<void> {
   const scratch = await scratchDirectory(label)
   const database = await Database.create(base.adminUrl, label)
@@ -148,26 +173,40 @@ async function bench(
     `bench ${label}: ROWS=${base.rows} RUNS=${base.runs}, commit ${header.commit.slice(0, 10)}${header.dirty ? ' (dirty)' : ''}, ` +
       `${header.machine.nproc} CPUs, PostgreSQL ${postgresql}, node ${header.node}`,
   )
-  const results = await scenarios({ database, scratch, port: base.port })
-  printSummary(results, base)
+  let objectStore: BenchObjectStore | undefined
+  if (storages.includes('s3')) {
+    log('starting OpenStack Swift (test/setup/s3-server.ts) for the s3 imports…')
+    objectStore = await BenchObjectStore.start()
+    log(`  Swift answers at ${objectStore.endpoint}, bucket created`)
+  }
+  const results = await scenarios({ database, scratch, port: base.port, objectStore })
+  printSummary(results, base, storages)
   if (out) await writeReport(out, { ...header, scenarios: results })
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
   async import() {
     const base = common(18766)
+    const storages = storageSetting()
     const settings = importSettings(
       base,
       choice('RESOURCE', 'users', resources),
       choice('FORMAT', 'csv', formats),
       await pgloaderWanted(),
+      storages,
     )
     await bench(
       'import',
       base,
-      { batch_size: settings.batchSize, defect_rate: settings.defectRate, warm_up_rows: settings.warmUpRows },
+      {
+        batch_size: settings.batchSize,
+        defect_rate: settings.defectRate,
+        warm_up_rows: settings.warmUpRows,
+        storages: storages.join(','),
+      },
       (context) => benchImport(context, settings),
       process.env.BENCH_OUT || undefined,
+      storages,
     )
   },
 
@@ -185,6 +224,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   async all() {
     const base = common(18766)
     const pgloader = await pgloaderWanted()
+    const storages = storageSetting()
     const imports: [Resource, Format][] = [
       ['users', 'csv'],
       ['users', 'ndjson'],
@@ -192,21 +232,27 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
       ['articles', 'csv'],
       ['comments', 'csv'],
     ]
-    const first = importSettings(base, 'users', 'csv', pgloader)
+    const first = importSettings(base, 'users', 'csv', pgloader, storages)
     await bench(
       'all',
       base,
-      { batch_size: first.batchSize, defect_rate: first.defectRate, warm_up_rows: first.warmUpRows },
+      {
+        batch_size: first.batchSize,
+        defect_rate: first.defectRate,
+        warm_up_rows: first.warmUpRows,
+        storages: storages.join(','),
+      },
       async (context) => {
         const results: ScenarioResult[] = []
         for (const [resource, format] of imports) {
-          results.push(...(await benchImport(context, importSettings(base, resource, format, pgloader))))
+          results.push(...(await benchImport(context, importSettings(base, resource, format, pgloader, storages))))
         }
         const exportSettings = { rows: base.rows, runs: base.runs, resources: ['users', 'articles'] as const, formats }
         results.push(...(await benchExport(context, exportSettings)))
         return results
       },
       process.env.BENCH_OUT || defaultReportFile(),
+      storages,
     )
   },
 

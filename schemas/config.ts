@@ -128,11 +128,11 @@ export const ConfigSchema = Type.Object({
     description: 'How long presigned URLs stay valid: direct uploads’ PUT URLs and redirected export downloads.',
   }),
   S3_PART_BYTES: Type.Integer({
-    default: 16_777_216,
+    default: 8_388_608,
     minimum: 5_242_880,
     maximum: 5_368_709_120,
     description:
-      'Part size of the multipart uploads the service writes (uploads passed through, export files) and of direct uploads (at least 5 MiB, S3’s minimum).',
+      'Part size of the multipart uploads the service writes (uploads passed through, export files: at most 10,000 parts, so 80 GiB by default; each upload holds about three parts in memory) and of direct uploads (larger for files of more than 10,000 parts). At least 5 MiB, S3’s minimum.',
   }),
   S3_MAX_ATTEMPTS: Type.Integer({
     default: 5,

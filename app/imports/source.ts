@@ -82,12 +82,15 @@ export interface OpenedSource {
 
 /**
  * Reads a source, decompressing gzip: from its start, or from byte `from` of a file that is not
- * compressed (a resumed job's checkpoint: a ranged read, nothing before it is fetched again).
+ * compressed (a resumed job's checkpoint: a ranged read, nothing before it is fetched again), up
+ * to its end or (not compressed) to byte `to`.
  */
-export async function openSource(source: SourceLocation, from = 0): Promise<OpenedSource> {
+export async function openSource(source: SourceLocation, from = 0, to?: number): Promise<OpenedSource> {
   const gzip = await isGzip(source)
   const start = gzip ? 0 : from
-  const file = await source.store.read(source.key, start > 0 ? { start } : undefined)
+  // `to` (the last byte wanted) bounds a plain file's read: a sample is not the whole object.
+  const end = gzip ? undefined : to
+  const file = await source.store.read(source.key, start > 0 || end !== undefined ? { start, end } : undefined)
   let read = start
   const counted = file.pipe(
     new Transform({
@@ -224,7 +227,7 @@ export async function inspectSource(
   resource: ImportResource,
   hints: FormatHints,
 ): Promise<Inspection> {
-  const source = await openSource(location)
+  const source = await openSource(location, 0, SAMPLE_BYTES - 1)
   const pieces: Buffer[] = []
   let sampled = 0
   let complete = true

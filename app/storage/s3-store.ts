@@ -222,10 +222,19 @@ export class S3Store implements ObjectStore {
   /** One GET of the bytes from `start` (to `end`); the body and how many bytes it has. */
   async get(key: string, start: number, end: number | undefined): Promise<{ body: Readable; length: number }> {
     const rangeHeader = start > 0 || end !== undefined ? `bytes=${start}-${end ?? ''}` : undefined
-    const response = await this.request('read', this.locate(key), () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: rangeHeader })),
-    )
-    return { body: response.Body as Readable, length: response.ContentLength ?? 0 }
+    try {
+      const response = await this.request('read', this.locate(key), () =>
+        this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range: rangeHeader })),
+      )
+      return { body: response.Body as Readable, length: response.ContentLength ?? 0 }
+    } catch (error) {
+      // A range that starts at or past the end (any range of an empty object) is no bytes, as a
+      // file read there is: S3 answers 416.
+      const status = ((error as StoreError).cause as { $metadata?: { httpStatusCode?: number } })?.$metadata
+        ?.httpStatusCode
+      if (rangeHeader && status === 416) return { body: Readable.from([]), length: 0 }
+      throw error
+    }
   }
 
   /** Counts bytes read for the metrics. */
@@ -405,6 +414,9 @@ function isSdkError(error: unknown): boolean {
   return error instanceof S3ServiceException || (error as { $metadata?: unknown })?.$metadata !== undefined
 }
 
+/** A body's chunks (~64 KiB) are passed on in pieces of about this size: fewer, cheaper turns downstream. */
+const PASS_BYTES = 1024 * 1024
+
 /**
  * The bytes of an object from `start` (to `end`), as one stream over as many GETs as it takes: a
  * body that breaks off (or ends short of the length its response announced) is followed by a GET
@@ -421,6 +433,9 @@ class RangeReader extends Readable {
   private expectedEnd = 0
   private failures = 0
   private retryTimer: NodeJS.Timeout | undefined
+  /** Bytes received and not yet passed on (a body's chunks are small: they go on in larger ones). */
+  private pending: Buffer[] = []
+  private pendingBytes = 0
   private settleOpened: { resolve: () => void; reject: (error: Error) => void } | undefined
 
   constructor(store: S3Store, key: string, start: number, end: number | undefined) {
@@ -462,12 +477,17 @@ class RangeReader extends Readable {
           this.offset += chunk.length
           this.failures = 0
           this.store.readBytes(chunk.length)
-          if (!this.push(chunk)) body.pause()
+          this.pending.push(chunk)
+          this.pendingBytes += chunk.length
+          if (this.pendingBytes >= PASS_BYTES && !this.flush()) body.pause()
         })
         body.once('end', () => {
           if (this.body !== body) return
           if (this.offset < this.expectedEnd) this.broke(new Error(`premature end of the body at byte ${this.offset}`))
-          else this.push(null)
+          else {
+            this.flush()
+            this.push(null)
+          }
         })
         body.once('error', (error) => {
           if (this.body === body) this.broke(error)
@@ -477,8 +497,19 @@ class RangeReader extends Readable {
     )
   }
 
+  /** Passes on the bytes received so far; false when the reader wants no more for now. */
+  private flush(): boolean {
+    if (this.pendingBytes === 0) return true
+    const chunk =
+      this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes)
+    this.pending = []
+    this.pendingBytes = 0
+    return this.push(chunk)
+  }
+
   /** The body broke off: a GET of the rest, or the end of the stream. */
   private broke(error: unknown): void {
+    this.flush() // what arrived before the break stands: the next GET starts after it
     this.body?.removeAllListeners()
     this.body?.destroy()
     this.body = undefined

@@ -150,7 +150,7 @@ t.test(
       output,
       /CPU s3: upload: service [\d.]+ s, Swift [\d.]+ s; after it, to done: service [\d.]+ s, Swift [\d.]+ s/,
     )
-    t.match(output, /s3 over fs: [\d.]+ % of the rate upload to done/)
+    t.match(output, /s3 over fs: [\d.]+ % of the rate upload to done.*; run by run [\d.]+ %, [\d.]+ %$/m)
     t.match(output, /^summary: ROWS=2000 RUNS=2 STORAGES=fs,s3$/m)
     t.match(output, tableLine('import users csv'))
     t.match(
@@ -174,6 +174,7 @@ t.test(
     checkImport(t, s3)
     t.equal(fs.ratio_to_fs, undefined)
     t.ok((s3.ratio_to_fs ?? 0) > 0 && (s3.job_ratio_to_fs ?? 0) > 0, 's3 over fs')
+    t.equal(s3.ratio_to_fs_by_run?.length, 2, 's3 over fs, run by run')
     t.equal(fs.cpu_seconds?.upload.store, null, 'no store CPU for fs')
     t.ok((s3.cpu_seconds?.upload.store ?? -1) >= 0 && (s3.cpu_seconds?.job.store ?? -1) >= 0, "Swift's CPU")
     t.equal(s3.times_seconds.copy?.length, 2, 'COPY once per run, for both')

@@ -19,6 +19,7 @@ import {
   importAndWait,
   startImport,
   until,
+  uploadImport,
   usersCsv,
   waitForImport,
 } from '../helper.ts'
@@ -54,6 +55,16 @@ async function importSource(app: FastifyInstance, id: string): Promise<string | 
   const [row] = await app.sql<{ source_path: string }[]>`select source_path from import_jobs where id = ${id}`
   return row?.source_path
 }
+
+t.test('an empty or binary file is refused at once, as with files on disk', async (t) => {
+  const app = await s3App(t, 'refused/')
+  const empty = await uploadImport(app, { resource: 'users', file: '', filename: 'users.csv' })
+  t.equal(empty.statusCode, 422)
+  t.match(empty.json().detail, /empty/)
+  const binary = await uploadImport(app, { resource: 'users', file: Buffer.from([0, 1, 2, 3]), filename: 'users.csv' })
+  t.equal(binary.statusCode, 422)
+  t.same(await keys('refused/'), [], 'a refused upload is removed from the bucket')
+})
 
 t.test('an export is written to the bucket; it downloads whole, by range, and redirected', async (t) => {
   const databaseUrl = await createTestDatabase(t)

@@ -56,6 +56,7 @@ export default fp(
       try {
         await stores.imports.check()
       } catch (error) {
+        stores.close()
         const where = `s3://${config.S3_BUCKET}/${config.S3_PREFIX}`
         const endpoint = config.S3_ENDPOINT || `AWS S3 in ${config.S3_REGION}`
         throw new Error(
@@ -81,6 +82,7 @@ export default fp(
       return checked
     }
     app.decorate('storage', { ...stores, importDir, exportDir, health, observe })
+    app.addHook('onClose', async () => stores.close())
   },
   { name: 'storage', dependencies: ['config', 'metrics'] },
 )

@@ -245,6 +245,7 @@ port.on('message', (message: ToJobThread) => {
       await Promise.allSettled([...running])
       await validation.close()
       await Promise.allSettled([bookkeeping.close(), writes.close()])
+      stores.close()
       post({ type: 'closed' })
       port.close()
     })()

@@ -21,6 +21,8 @@ export interface Stores {
   readonly exports: ObjectStore
   /** The store of a `s3://bucket/key` source (the bucket must be in S3_IMPORT_BUCKETS). */
   bucket(name: string): S3Store
+  /** Closes the S3 client's connections. */
+  close(): void
 }
 
 export function storeSettings(config: Config, importDir: string, exportDir: string): StoreSettings {
@@ -57,6 +59,7 @@ export function openStores(settings: StoreSettings, observe?: StoreObserver): St
       imports: new FileStore(settings.importDir),
       exports: new FileStore(settings.exportDir),
       bucket: (name) => bucketStore(name),
+      close: () => client?.destroy(),
     }
   }
   if (!settings.s3.bucket) throw new StoreError('no_bucket', 'STORAGE=s3 needs S3_BUCKET: the bucket to keep files in')
@@ -65,6 +68,7 @@ export function openStores(settings: StoreSettings, observe?: StoreObserver): St
     imports: s3(`${settings.s3.prefix}imports/`),
     exports: s3(`${settings.s3.prefix}exports/`),
     bucket: (name) => bucketStore(name),
+    close: () => client?.destroy(),
   }
 
   function bucketStore(name: string): S3Store {

@@ -79,8 +79,31 @@ function ini(sections: Record<string, Record<string, string | number>>): string 
 }
 
 /**
+ * Whether Swift serves: its proxy answers, and behind it the account and container servers (the
+ * proxy's health check answers before they listen; a request then gets a 503). A container of
+ * the test account is created and deleted through Swift's own API, with tempauth's token.
+ */
+async function serving(endpoint: string): Promise<boolean> {
+  try {
+    const auth = await fetch(`${endpoint}/auth/v1.0`, {
+      headers: { 'x-auth-user': ACCESS_KEY_ID, 'x-auth-key': SECRET_ACCESS_KEY },
+    })
+    const storage = auth.headers.get('x-storage-url')
+    const token = auth.headers.get('x-auth-token')
+    if (!auth.ok || !storage || !token) return false
+    const probe = `${storage}/readiness-probe`
+    const created = await fetch(probe, { method: 'PUT', headers: { 'x-auth-token': token } })
+    if (created.status !== 201 && created.status !== 202) return false
+    await fetch(probe, { method: 'DELETE', headers: { 'x-auth-token': token } })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
  * Starts Swift (three storage servers, the proxy with s3api, memcached for its tokens) and waits
- * until its health check answers (a few seconds).
+ * until it serves (a few seconds).
  * @throws when Swift is not installed, or does not answer within 60 s (its logs in the message).
  */
 export async function startS3Server(): Promise<S3Server> {
@@ -183,16 +206,12 @@ export async function startS3Server(): Promise<S3Server> {
     const healthy = async () => {
       const deadline = Date.now() + 60_000
       for (;;) {
-        const answered = await fetch(`${endpoint}/healthcheck`).then(
-          (response) => response.ok,
-          () => false,
-        )
-        if (answered) break
+        if (await serving(endpoint)) break
         const ended = processes.find((child) => child.exitCode !== null || child.signalCode !== null)
         if (ended || Date.now() > deadline) {
           const logs = [...output].map(([name, chunks]) => `${name}: ${Buffer.concat(chunks).toString().slice(-2000)}`)
           throw new Error(
-            `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'no health check within 60 s'}\n${logs.join('\n')}`,
+            `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'it did not serve within 60 s'}\n${logs.join('\n')}`,
           )
         }
         await sleep(200)

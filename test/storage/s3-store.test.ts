@@ -10,6 +10,8 @@ import { type S3Proxy, startS3Proxy } from '../setup/s3-proxy.ts'
 // The S3 store (app/storage/s3-store.ts) on a real S3-compatible server, through a proxy that
 // breaks connections as a network does: a read that breaks off goes on from the byte it reached,
 // a write is whole or absent, and the store's refusals arrive as StoreErrors of the right kind.
+// The server itself refuses what S3 refuses (a wrong secret, a tampered presigned URL): were it a
+// mock that accepts anything, the tests built on it would prove nothing.
 
 const fixture = s3Fixture(t, ['store-tests'])
 const object = randomBytes(3 * 1024 * 1024 + 17)
@@ -103,4 +105,15 @@ t.test('a wrong secret is denied, a missing bucket is no_bucket', async (t) => {
   const missing = store(fixture.server.endpoint)
   missing.settings.bucket = 'no-such-bucket'
   await t.rejects(missing.check(), { name: 'StoreError', kind: 'no_bucket' })
+})
+
+t.test('the server checks signatures: a presigned GET works as given, not for another key', async (t) => {
+  const bucket = store(fixture.server.endpoint)
+  const url = await bucket.presignGet('object.bin', { expiresIn: 60 })
+  const response = await fetch(url, { headers: { range: 'bytes=0-9' } })
+  t.equal(response.status, 206)
+  t.ok(Buffer.from(await response.arrayBuffer()).equals(object.subarray(0, 10)))
+  const tampered = new URL(url)
+  tampered.pathname = tampered.pathname.replace('object.bin', 'other.bin')
+  t.equal((await fetch(tampered)).status, 403, 'another key under the same signature')
 })

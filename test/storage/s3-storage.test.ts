@@ -106,7 +106,7 @@ t.test('an export is written to the bucket; it downloads whole, by range, and re
 
 t.test('a direct upload of several parts through presigned URLs, then an import of it', async (t) => {
   const app = await s3App(t, 'direct/', { S3_PART_BYTES: String(5 * 1024 * 1024) })
-  const file = await generated({ resource: 'users', format: 'csv', rows: 100_000, defectRate: 0.01, seed: 3 })
+  const file = await generated({ resource: 'users', format: 'csv', rows: 45_000, defectRate: 0.01, seed: 3 })
   const created = await app.inject({
     method: 'POST',
     url: '/api/v1/uploads',
@@ -118,7 +118,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
   t.equal(upload.url, null)
   t.equal(upload.part_size_bytes, 5 * 1024 * 1024)
   t.equal(upload.parts.length, Math.ceil(file.length / (5 * 1024 * 1024)))
-  t.ok(upload.parts.length >= 3, `${upload.parts.length} parts`)
+  t.ok(upload.parts.length >= 2, `${upload.parts.length} parts`)
 
   const early = await app.inject({ method: 'POST', url: upload.complete_url, payload: { parts: [] } })
   t.equal(early.statusCode, 400, 'completing without the parts is refused')
@@ -146,7 +146,7 @@ t.test('a direct upload of several parts through presigned URLs, then an import 
   t.equal(started.statusCode, 202, `202 (${started.statusCode === 202 ? 'ok' : started.body})`)
   const job = await waitForImport(app, started.json<ImportJob>().id)
   t.equal(job.status, 'completed')
-  t.equal(job.counters.processed, 100_000)
+  t.equal(job.counters.processed, 45_000)
   t.equal(job.source.size_bytes, file.length)
 
   // The same file through the multipart form of another app, as the reference.

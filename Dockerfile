@@ -27,7 +27,8 @@ COPY routes ./routes
 COPY schemas ./schemas
 COPY resources ./resources
 
-# Uploads and export files: a volume in compose.yaml, a shared volume on Kubernetes.
+# Uploads and export files with STORAGE=fs (a shared volume on Kubernetes); with STORAGE=s3
+# (compose.yaml, deploy/kubernetes-s3) the bucket holds them and these directories only temporary files.
 RUN mkdir -p /data/imports /data/exports && chown -R node:node /data
 USER node
 ENV IMPORT_DIR=/data/imports EXPORT_DIR=/data/exports HTTP_PORT=8080

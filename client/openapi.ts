@@ -323,7 +323,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A direct upload, with fresh presigned URLs while it is pending */
+        /** A direct upload, with its presigned URLs while it is pending (valid until expires_at) */
         get: operations["getUpload"];
         put?: never;
         post?: never;

@@ -3,6 +3,7 @@ import type { Sql } from '../../db/connection.ts'
 import { findUpload, insertUpload, settleUpload, type UploadRow } from '../../db/uploads.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import type { CompleteUpload, CreateUpload, Upload } from '../../schemas/uploads.ts'
+import { StoreError } from '../storage/object-store.ts'
 import { S3Store } from '../storage/s3-store.ts'
 import type { Stores } from '../storage/stores.ts'
 
@@ -131,6 +132,12 @@ export async function completeUpload(uploads: DirectUploads, id: string, asked: 
         parts.map((part) => ({ PartNumber: part.part_number, ETag: part.etag })),
       )
     } catch (error) {
+      // Completed meanwhile by another request: the same answer as it got.
+      if (error instanceof StoreError && error.kind === 'not_found') {
+        const again = await uploadOr404(uploads, id)
+        if (again.status === 'completed') return view(uploads, again)
+        throw new ProblemError('conflict', `The store no longer has the upload ${id} (aborted); start a new one.`)
+      }
       // The store refuses to assemble what it does not hold (a missing part, a wrong ETag).
       const status = (error as { cause?: { $metadata?: { httpStatusCode?: number } } }).cause?.$metadata?.httpStatusCode
       if (status === 400) {

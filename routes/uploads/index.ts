@@ -44,7 +44,7 @@ const uploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['uploads'],
         operationId: 'getUpload',
-        summary: 'A direct upload, with fresh presigned URLs while it is pending',
+        summary: 'A direct upload, with its presigned URLs while it is pending (valid until expires_at)',
         params: JobIdParamsSchema,
         response: {
           200: { ...ref(UploadSchema), description: 'The upload.' },

@@ -85,3 +85,9 @@ export async function waitForExport(app: FastifyInstance, id: string): Promise<E
     return job.done ? job : undefined
   }, `export ${id}`)
 }
+
+/** The key (s3) or path (fs) an import job names as its source. */
+export async function importSource(app: FastifyInstance, id: string): Promise<string | undefined> {
+  const [row] = await app.sql<{ source_path: string }[]>`select source_path from import_jobs where id = ${id}`
+  return row?.source_path
+}

@@ -53,7 +53,7 @@ t.test('any creation body: 201 with parts that cover the size, or a 4xx problem'
         }
       },
     ),
-    propertyParameters(15),
+    propertyParameters(30),
   )
   const largest = await app.inject({ method: 'POST', url: '/api/v1/uploads', payload: { size_bytes: 5 * TiB } })
   t.equal(largest.statusCode, 201, 'the largest object S3 takes')
@@ -96,7 +96,7 @@ t.test('any completion body: 200 only with the parts as uploaded, else a 4xx pro
         if (response.statusCode === 200) t.equal(response.json<Upload>().status, 'completed')
       },
     ),
-    propertyParameters(15),
+    propertyParameters(30),
   )
   const done = await app.inject({
     method: 'POST',

@@ -9,8 +9,8 @@
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
-import { type S3Server, startS3Server } from '../test/setup/s3-server.ts'
+import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
+import { type S3Server, s3ClientOf, startS3Server } from '../test/setup/s3-server.ts'
 import { fail, onCleanup, processCpuSeconds } from './harness.ts'
 
 export type Storage = 'fs' | 's3'
@@ -39,14 +39,7 @@ export class BenchObjectStore {
     } catch (error) {
       fail(`STORAGE=s3 needs OpenStack Swift: ${(error as Error).message}`)
     }
-    const client = new S3Client({
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    })
+    const client = s3ClientOf(server)
     onCleanup(async () => {
       client.destroy()
       await server.stop()

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { createClient, dataOf, type ImportJob } from '../../client/index.ts'
 import { buildTestApp, generated, scratchDirectory, until } from '../helper.ts'
 import { type S3Proxy, startS3Proxy } from '../setup/s3-proxy.ts'
-import { type S3Server, startS3Server } from '../setup/s3-server.ts'
+import { type S3Server, s3ClientOf, startS3Server } from '../setup/s3-server.ts'
 import { listen, runCli, startCli } from './run-cli.ts'
 
 // The CLI's direct uploads (client/cli/import.ts): a file above --direct-threshold goes straight
@@ -25,14 +25,7 @@ t.before(async () => {
   // The service takes its credentials from the AWS chain: the environment (its threads too).
   process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
   process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-  s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  })
+  s3 = s3ClientOf(server)
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }))
 })
 t.teardown(async () => {

@@ -5,11 +5,11 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand } from '@aws-sdk/client-s3'
 import t from 'tap'
 import { parse } from 'yaml'
 import { buildTestApp, generated, importAndWait, root, until, usersCsv } from '../helper.ts'
-import { SWIFT_PACKAGES, startS3Server } from '../setup/s3-server.ts'
+import { SWIFT_PACKAGES, s3ClientOf, startS3Server } from '../setup/s3-server.ts'
 
 // The dashboard (grafana/dashboards) and the rules (prometheus/rules.yml) against a real
 // Prometheus (Debian's `prometheus` package; CI installs it) that scrapes a real service while it
@@ -67,14 +67,7 @@ t.test('every dashboard panel and every rule returns series from a real scrape',
   const s3 = await startS3Server()
   t.teardown(() => s3.stop())
   const bucket = 'bulk-io-metrics'
-  const admin = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  })
+  const admin = s3ClientOf(s3)
   await admin.send(new CreateBucketCommand({ Bucket: bucket }))
   admin.destroy()
   // The service's S3 client takes its credentials from the AWS chain: the environment, which the

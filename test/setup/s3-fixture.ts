@@ -1,9 +1,9 @@
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import type { ExportJob } from '../../schemas/exports.ts'
 import { buildTestApp, until } from '../helper.ts'
-import { type S3Server, startS3Server } from './s3-server.ts'
+import { type S3Server, s3ClientOf, startS3Server } from './s3-server.ts'
 
 // What the tests of STORAGE=s3 share: a Swift server (s3-server.ts) with the buckets they name,
 // its credentials in the environment (the service reads the AWS chain, its threads too), a client
@@ -29,15 +29,7 @@ export function s3Fixture(tap: Test, buckets: string[]): S3Fixture {
     const server = await startS3Server()
     process.env.AWS_ACCESS_KEY_ID = server.accessKeyId
     process.env.AWS_SECRET_ACCESS_KEY = server.secretAccessKey
-    const s3 = new S3Client({
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 10,
-    })
+    const s3 = s3ClientOf(server, { maxAttempts: 10 })
     for (const bucket of buckets) await s3.send(new CreateBucketCommand({ Bucket: bucket }))
     Object.assign(fixture, { server, s3 })
   })

@@ -5,6 +5,7 @@ import { tmpdir, userInfo } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import { S3Client } from '@aws-sdk/client-s3'
 
 // A real S3-compatible server for the tests of object storage: OpenStack Swift with its s3api
 // middleware (Debian packages swift-proxy, swift-object, swift-container, swift-account,
@@ -13,6 +14,20 @@ import { promisify } from 'node:util'
 // scratch directory, free ports, one device and one replica, and stops it all afterwards.
 
 const run = promisify(execFile)
+
+/** A client of the server with its test account: path-style, and no checksum Swift refuses. */
+export function s3ClientOf(server: S3Server, options: { maxAttempts?: number } = {}): S3Client {
+  return new S3Client({
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    // Swift refuses the SDK's default aws-chunked bodies with trailing checksums.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    ...options,
+  })
+}
 
 export interface S3Server {
   /** The S3 endpoint (path-style addressing). */

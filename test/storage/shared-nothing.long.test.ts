@@ -2,13 +2,13 @@ import { createWriteStream, openAsBlob } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand } from '@aws-sdk/client-s3'
 import postgres from 'postgres'
 import t from 'tap'
 import { generate } from '../../bench/generate.ts'
 import { createTestDatabase } from '../db.ts'
-import { listeningAddress, scratchDirectory, startServerProcess } from '../helper.ts'
-import { type S3Server, startS3Server } from '../setup/s3-server.ts'
+import { listeningAddress, scratchDirectory, startServerProcess, until } from '../helper.ts'
+import { type S3Server, s3ClientOf, startS3Server } from '../setup/s3-server.ts'
 
 // Instances that share nothing but the database and the bucket (STORAGE=s3), each with a
 // directory of its own: an API-only instance takes the upload, another runs the job and is
@@ -22,14 +22,7 @@ const BUCKET = 'shared-nothing'
 let server: S3Server
 t.before(async () => {
   server = await startS3Server()
-  const s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  })
+  const s3 = s3ClientOf(server)
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }))
   s3.destroy()
 })
@@ -70,16 +63,6 @@ async function job(address: string, id: string) {
     status: string
     done: boolean
     counters: { processed: number; inserted: number; updated: number; failed: number }
-  }
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
 
@@ -127,7 +110,11 @@ t.test(
     const referenceUrl = await createTestDatabase(t)
     const reference = await instance(t, referenceUrl, {})
     const referenceId = await upload(reference.address, file)
-    await waitFor(async () => ((await job(reference.address, referenceId)).done ? true : undefined))
+    await until(
+      async () => ((await job(reference.address, referenceId)).done ? true : undefined),
+      'the reference import',
+      120_000,
+    )
     reference.server.child.kill('SIGTERM')
     await reference.server.exited
 
@@ -136,10 +123,14 @@ t.test(
     const runner = await instance(t, databaseUrl, {})
     const id = await upload(api.address, file)
     await runner.server.waitForLog((line) => line.msg === 'import started' && line.job_id === id)
-    const before = await waitFor(async () => {
-      const state = await job(api.address, id)
-      return state.counters.processed >= ROWS / 4 ? state : undefined
-    })
+    const before = await until(
+      async () => {
+        const state = await job(api.address, id)
+        return state.counters.processed >= ROWS / 4 ? state : undefined
+      },
+      'a quarter of the records',
+      120_000,
+    )
     runner.server.child.kill('SIGKILL')
     await runner.server.exited
     t.ok(before.counters.processed < ROWS, `killed mid-way, at ${before.counters.processed} records`)
@@ -157,7 +148,7 @@ t.test(
     t.ok((resumed.from_byte as number) > 0, `a ranged read from byte ${resumed.from_byte}`)
     t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'after its last committed batch')
     t.match(resumed.source, /^s3:\/\/shared-nothing\/shared\/imports\//)
-    await waitFor(async () => ((await job(api.address, id)).done ? true : undefined))
+    await until(async () => ((await job(api.address, id)).done ? true : undefined), 'the resumed import', 120_000)
     const expected = await outcome(referenceUrl, referenceId)
     const actual = await outcome(databaseUrl, id)
     t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
@@ -170,14 +161,18 @@ t.test(
       body: JSON.stringify({ resource: 'users', format: 'csv' }),
     })
     const exportId = ((await created.json()) as { id: string }).id
-    const exported = await waitFor(async () => {
-      const state = (await (await fetch(`${api.address}/api/v1/exports/${exportId}`)).json()) as {
-        done: boolean
-        status: string
-        counters: { rows: number; bytes: number }
-      }
-      return state.done ? state : undefined
-    })
+    const exported = await until(
+      async () => {
+        const state = (await (await fetch(`${api.address}/api/v1/exports/${exportId}`)).json()) as {
+          done: boolean
+          status: string
+          counters: { rows: number; bytes: number }
+        }
+        return state.done ? state : undefined
+      },
+      'the export',
+      120_000,
+    )
     t.equal(exported.status, 'completed')
     t.ok(
       successor.server.logs.some((line) => line.msg === 'export finished' && line.job_id === exportId),

@@ -73,6 +73,18 @@ const PROXY_PIPELINE = [
   'proxy-server',
 ]
 
+// Each ring: 2^6 partitions, one replica, one device (d1 on the ring's port), written where named.
+const BUILD_RINGS = `
+import sys
+from swift.common.ring import RingBuilder
+arguments = sys.argv[1:]
+for target, port in zip(arguments[::2], arguments[1::2]):
+    builder = RingBuilder(6, 1, 1)
+    builder.add_dev({'region': 1, 'zone': 1, 'ip': '127.0.0.1', 'port': int(port), 'device': 'd1', 'weight': 100})
+    builder.rebalance()
+    builder.get_ring().save(target)
+`
+
 async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -97,29 +109,33 @@ function ini(sections: Record<string, Record<string, string | number>>): string 
  * Whether Swift serves: its proxy answers, and behind it the account and container servers (the
  * proxy's health check answers before they listen; a request then gets a 503). A container of
  * the test account is created and deleted through Swift's own API, with tempauth's token.
+ * @returns true, or what the probe met instead (for the message when Swift never serves).
  */
-async function serving(endpoint: string): Promise<boolean> {
+async function serving(endpoint: string): Promise<true | string> {
   try {
     const auth = await fetch(`${endpoint}/auth/v1.0`, {
       headers: { 'x-auth-user': ACCESS_KEY_ID, 'x-auth-key': SECRET_ACCESS_KEY },
     })
     const storage = auth.headers.get('x-storage-url')
     const token = auth.headers.get('x-auth-token')
-    if (!auth.ok || !storage || !token) return false
+    if (!auth.ok || !storage || !token) return `the token request answered ${auth.status}`
     const probe = `${storage}/readiness-probe`
     const created = await fetch(probe, { method: 'PUT', headers: { 'x-auth-token': token } })
-    if (created.status !== 201 && created.status !== 202) return false
+    if (created.status !== 201 && created.status !== 202) return `a container's creation answered ${created.status}`
     await fetch(probe, { method: 'DELETE', headers: { 'x-auth-token': token } })
     return true
-  } catch {
-    return false
+  } catch (error) {
+    return `${error}${error instanceof Error && error.cause ? ` (${error.cause})` : ''}`
   }
 }
+
+/** How long Swift may take to serve: seconds when idle, much longer when every core is taken (within tap's 180 s per file). */
+const START_TIMEOUT_MS = 120_000
 
 /**
  * Starts Swift (three storage servers, the proxy with s3api, memcached for its tokens) and waits
  * until it serves (a few seconds).
- * @throws when Swift is not installed, or does not answer within 60 s (its logs in the message).
+ * @throws when Swift is not installed, or does not serve within START_TIMEOUT_MS (its logs in the message).
  */
 export async function startS3Server(): Promise<S3Server> {
   const directory = await mkdtemp(path.join(tmpdir(), 'bulk-io-swift-'))
@@ -140,13 +156,18 @@ export async function startS3Server(): Promise<S3Server> {
     const user = userInfo().username
     await mkdir(path.join(directory, 'node', 'd1'), { recursive: true })
     const ports = { memcached: await freePort(), proxy: await freePort() } as Record<string, number>
+    for (const ring of RINGS) ports[ring] = await freePort()
+    // One Python process writes the three rings (swift-ring-builder's nine runs took ~4 s of CPU,
+    // which a busy test machine stretched much further). Debian's Swift is /usr/bin/python3's.
+    await run('/usr/bin/python3', [
+      '-c',
+      BUILD_RINGS,
+      ...RINGS.flatMap((ring) => [path.join(directory, `${ring}.ring.gz`), String(ports[ring])]),
+    ]).catch((error) => {
+      throw new Error(`Swift's rings could not be built (apt-get install ${SWIFT_PACKAGES}): ${error.message}`)
+    })
     for (const ring of RINGS) {
-      const port = await freePort()
-      ports[ring] = port
-      const builder = path.join(directory, `${ring}.builder`)
-      await run('swift-ring-builder', [builder, 'create', '6', '1', '1'])
-      await run('swift-ring-builder', [builder, 'add', `r1z1-127.0.0.1:${port}/d1`, '100'])
-      await run('swift-ring-builder', [builder, 'rebalance'])
+      const port = ports[ring] as number
       const defaults = {
         devices: path.join(directory, 'node'),
         mount_check: 'false',
@@ -203,8 +224,12 @@ export async function startS3Server(): Promise<S3Server> {
       const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
       const chunks: Buffer[] = []
       output.set(name, chunks)
-      child.stdout?.on('data', (chunk: Buffer) => chunks.push(chunk))
-      child.stderr?.on('data', (chunk: Buffer) => chunks.push(chunk))
+      const keep = (chunk: Buffer) => {
+        chunks.push(chunk)
+        if (chunks.length > 100) chunks.shift() // the latest lines are the ones that tell
+      }
+      child.stdout?.on('data', keep)
+      child.stderr?.on('data', keep)
       child.on('error', (error) => chunks.push(Buffer.from(String(error)))) // not installed
       processes.push(child)
       return child
@@ -212,21 +237,25 @@ export async function startS3Server(): Promise<S3Server> {
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64']
     start('memcached', 'memcached', user === 'root' ? [...memcachedArgs, '-u', 'nobody'] : memcachedArgs)
     for (const ring of RINGS) {
-      start(ring, `swift-${ring}-server`, [path.join(directory, `${ring}-server.conf`)])
+      // --verbose: warnings and errors on the console, for the message when Swift does not serve.
+      start(ring, `swift-${ring}-server`, [path.join(directory, `${ring}-server.conf`), '--verbose'])
     }
-    const startProxy = () => start('proxy', 'swift-proxy-server', [path.join(directory, 'proxy-server.conf')])
+    const startProxy = () =>
+      start('proxy', 'swift-proxy-server', [path.join(directory, 'proxy-server.conf'), '--verbose'])
     let proxy = startProxy()
 
     const endpoint = `http://127.0.0.1:${ports.proxy}`
     const healthy = async () => {
-      const deadline = Date.now() + 60_000
+      const began = Date.now()
       for (;;) {
-        if (await serving(endpoint)) break
+        const answer = await serving(endpoint)
+        if (answer === true) break
         const ended = processes.find((child) => child.exitCode !== null || child.signalCode !== null)
-        if (ended || Date.now() > deadline) {
+        if (ended || Date.now() - began > START_TIMEOUT_MS) {
           const logs = [...output].map(([name, chunks]) => `${name}: ${Buffer.concat(chunks).toString().slice(-2000)}`)
+          const why = ended ? `${ended.spawnfile} exited` : `it did not serve within ${START_TIMEOUT_MS / 1000} s`
           throw new Error(
-            `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${ended ? `${ended.spawnfile} exited` : 'it did not serve within 60 s'}\n${logs.join('\n')}`,
+            `Swift did not start (apt-get install ${SWIFT_PACKAGES}): ${why}; last probe: ${answer}\n${logs.join('\n')}`,
           )
         }
         await sleep(200)

@@ -16,7 +16,6 @@ import { mkdir, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Format, Resource } from './generate.ts'
 import {
   copyReadyCsv,
@@ -328,7 +327,7 @@ function cpuText(cpu: ImportRun['cpu']): string {
   return `upload: ${phase(cpu.upload)}; after it, to done: ${phase(cpu.job)}`
 }
 
-/** One import on a fresh service: upload (curl) to done (GET status), the status latency probed meanwhile. */
+/** One import on a fresh service: upload (curl) to done (its events), the status latency probed meanwhile. */
 async function importOnce(
   context: BenchContext,
   settings: ImportSettings,
@@ -421,12 +420,24 @@ async function upload(service: Service, resource: Resource, format: Format, file
   return (JSON.parse(stdout) as { id: string }).id
 }
 
-/** The import job once done (GET status every 100 ms). */
+/**
+ * The import job once done: its `done` event, as the CLI follows a job (the events stream sends it
+ * when the job ends, where a poll would add half its interval to every run).
+ */
 async function finished(service: Service, id: string): Promise<ImportJob> {
   for (;;) {
-    const job = await service.getJson<ImportJob>(`/api/v1/imports/${id}`)
-    if (job.done) return job
-    await sleep(100)
+    const response = await fetch(`${service.baseUrl}/api/v1/imports/${id}/events`)
+    if (!response.ok || !response.body) fail(`GET /api/v1/imports/${id}/events answered ${response.status}`)
+    const decoder = new TextDecoder()
+    let unread = ''
+    for await (const chunk of response.body) {
+      unread += decoder.decode(chunk, { stream: true })
+      const done = /^event: done\ndata: (.*)\n\n/m.exec(unread)
+      if (done) return JSON.parse(done[1] as string) as ImportJob
+      const whole = unread.lastIndexOf('\n\n') // the events read whole are not done
+      if (whole >= 0) unread = unread.slice(whole + 2)
+    }
+    // The stream ended without it (the service drains): follow again.
   }
 }
 

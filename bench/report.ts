@@ -152,7 +152,7 @@ export function summaryTable(results: readonly ScenarioResult[]): string {
   return table(columns, results)
 }
 
-export const summaryLegend = `rows/s: median of the runs; imports from the upload's start to the job done (GET status), exports the whole stream.
+export const summaryLegend = `rows/s: median of the runs; imports from the upload's start to the job's done event, exports the whole stream.
 vs COPY: our rows/s over psql \\copy's of the very same rows into the same empty table (imports, pgloader),
   or over psql's COPY of the very statement the stream runs, to /dev/null (exports); both medians of the same run.
 vs plain COPY: CSV exports over \`COPY <table> TO STDOUT (FORMAT csv)\` of the whole table.

@@ -15,9 +15,26 @@ export type JobRow<K extends JobKind> = K extends 'import' ? ImportJobRow : Expo
 /**
  * The NOTIFY channel that wakes the job runners of every process (app/jobs/runner.ts listens), for
  * both kinds: sent when a job is queued, handed back, or finishes (a job waiting for its resource
- * may go on).
+ * may go on). Its payload is the job's id; an import's events listen too (watchJob).
  */
 export const JOB_CHANNEL = 'bulkio_jobs'
+
+/**
+ * Calls `changed` on each NOTIFY about one job (queued, handed back, finished), from any process;
+ * resolves, once listening, to the unsubscribe. For live views of a job (an import's events).
+ */
+export async function watchJob(sql: Sql, jobId: string, changed: () => void): Promise<() => Promise<void>> {
+  // postgres.js listens again after its connection breaks, with copies of the listeners that an
+  // earlier unlisten does not remove: what such a copy holds on to is let go here.
+  let notify: (() => void) | undefined = changed
+  const { unlisten } = await sql.listen(JOB_CHANNEL, (payload) => {
+    if (payload === jobId) notify?.()
+  })
+  return async () => {
+    notify = undefined
+    await unlisten()
+  }
+}
 
 /** Wakes the job runners of every process, when the transaction that queued a job commits. */
 export async function notifyJobRunners(transaction: Sql, jobId: string): Promise<void> {

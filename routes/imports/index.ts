@@ -16,6 +16,7 @@ import {
   listImportJobs,
   requestImportCancel,
 } from '../../db/imports.ts'
+import { watchJob } from '../../db/job-queue.ts'
 import { ProblemError } from '../../plugins/problem-details.ts'
 import { resourceNames } from '../../resources/index.ts'
 import { ref } from '../../schemas/common.ts'
@@ -292,6 +293,8 @@ const importRoutes: FastifyPluginAsyncTypebox = async (app) => {
           return found ? importJobView(found.job, found.errors) : jobBody(job)
         },
         draining: () => app.lifecycle.draining,
+        // Its end is sent as it happens (the NOTIFY of finishImportJob), not at the next read.
+        subscribe: (changed) => watchJob(app.sql, job.id, changed),
       })
     },
   )

@@ -8,6 +8,7 @@ import {
   type SplitterOptions,
 } from '../../../app/imports/record-splitter.ts'
 import { propertyParameters } from '../../property.ts'
+import { jsonText, linesBefore } from './splitter-text.ts'
 
 // A resumed job starts reading its source at a batch's resume point (a ranged read) instead of
 // byte 0. On generated sources (near-valid CSV, NDJSON and JSON arrays, with stray tokens, BOMs,
@@ -43,12 +44,6 @@ function run(source: Buffer, options: SplitterOptions, sizes: readonly number[])
   }
   take(() => splitter.end())
   return { splitter, emitted }
-}
-
-function linesBefore(source: Buffer, offset: number): number {
-  let lines = 1
-  for (let at = source.indexOf(0x0a); at !== -1 && at < offset; at = source.indexOf(0x0a, at + 1)) lines++
-  return lines
 }
 
 /** All a batch says, in plain values (Buffers and typed arrays compare as arrays). */
@@ -126,20 +121,6 @@ const ndjsonSource = fc
     bom: fc.boolean(),
   })
   .map(({ lines, last, bom }) => (bom ? '\uFEFF' : '') + lines.map(([text, end]) => text + end).join('') + last)
-
-/** JSON text of `value` with whitespace (from `spaces`, cycled) between its tokens. */
-function jsonText(value: unknown, next: () => string): string {
-  if (Array.isArray(value)) {
-    return `[${next()}${value.map((item) => jsonText(item, next)).join(`${next()},${next()}`)}${next()}]`
-  }
-  if (value !== null && typeof value === 'object') {
-    const members = Object.entries(value).map(
-      ([key, item]) => `${JSON.stringify(key)}${next()}:${next()}${jsonText(item, next)}`,
-    )
-    return `{${next()}${members.join(`${next()},${next()}`)}${next()}}`
-  }
-  return JSON.stringify(value)
-}
 
 const jsonElement = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),

@@ -5,6 +5,7 @@ import t from 'tap'
 import { type ImportFormat, RecordSplitter } from '../../../app/imports/record-splitter.ts'
 import { parseCsvRecord } from '../../../app/workers/import-batch.ts'
 import { propertyParameters } from '../../property.ts'
+import { jsonText, linesBefore } from './splitter-text.ts'
 
 // The splitter against references, on generated sources pushed in pieces of random sizes:
 // csv-parse (strict) on valid CSV; on CSV, NDJSON and JSON arrays that are valid or nearly so,
@@ -73,12 +74,6 @@ function split(
     assert.equal(splitter.header.bytes.toString(), header.text, 'the header bytes are its span')
   }
   return { header, records, warnings: splitter.warnings }
-}
-
-function linesBefore(source: Buffer, offset: number): number {
-  let lines = 1
-  for (let at = 0; at < offset; at++) if (source[at] === LF) lines++
-  return lines
 }
 
 const isWhitespace = (byte: number | undefined) => byte === 0x20 || byte === LF || byte === CR || byte === 0x09
@@ -407,24 +402,6 @@ const element = fc.oneof(
   }),
   fc.array(trickyString, { maxLength: 3 }),
 )
-
-/**
- * JSON text of `value` with whitespace (from `spaces`, cycled) between its tokens. The pieces of
- * whitespace are short: the splitter's memory bound counts whitespace longer than the record
- * limit after an element as part of it.
- */
-function jsonText(value: unknown, next: () => string): string {
-  if (Array.isArray(value)) {
-    return `[${next()}${value.map((item) => jsonText(item, next)).join(`${next()},${next()}`)}${next()}]`
-  }
-  if (value !== null && typeof value === 'object') {
-    const members = Object.entries(value).map(
-      ([key, item]) => `${JSON.stringify(key)}${next()}:${next()}${jsonText(item, next)}`,
-    )
-    return `{${next()}${members.join(`${next()},${next()}`)}${next()}}`
-  }
-  return JSON.stringify(value)
-}
 
 interface JsonFile {
   text: string

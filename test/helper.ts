@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync } from 'node:fs'
+import { chmodSync, mkdtempSync, openAsBlob } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
@@ -182,6 +182,45 @@ export function startServerProcess(t: TestHost, environment: Record<string, stri
 export async function listeningAddress(server: ServerProcess): Promise<string> {
   const line = await server.waitForLog((entry) => typeof entry.address === 'string')
   return line.address as string
+}
+
+/** Uploads a users CSV file to a server process (real HTTP, multipart): the job's id. */
+export async function uploadUsersFile(address: string, file: string): Promise<string> {
+  const form = new FormData()
+  form.set('resource', 'users')
+  form.set('file', await openAsBlob(file), 'users.csv')
+  const response = await fetch(`${address}/api/v1/imports`, { method: 'POST', body: form })
+  if (response.status !== 202) throw new Error(`upload: ${response.status} ${await response.text()}`)
+  return ((await response.json()) as { id: string }).id
+}
+
+/** An import job as a server process answers GET /api/v1/imports/{id}. */
+export async function processImportJob(address: string, id: string) {
+  return (await (await fetch(`${address}/api/v1/imports/${id}`)).json()) as {
+    status: string
+    done: boolean
+    counters: { processed: number; inserted: number; updated: number; failed: number }
+  }
+}
+
+/**
+ * What an import of users left behind in a database: the job's counters and status, and digests
+ * of the users table and of the job's error rows, to compare with an uninterrupted run's.
+ */
+export async function importOutcome(databaseUrl: string, jobId: string) {
+  const sql = postgres(databaseUrl, { max: 1 })
+  try {
+    const [row] = await sql`
+      select j.processed, j.inserted, j.updated, j.failed, j.status,
+        (select count(*) from users)::int as users,
+        -- Rows the file gave no id get a random one: compare them by their natural key instead.
+        (select md5(string_agg(concat_ws('|', email, name, role, active, created_at, updated_at), ',' order by lower(email))) from users) as users_digest,
+        (select md5(string_agg(concat_ws('|', record, seq, line, code, field, value), ',' order by record, seq)) from import_errors where job_id = j.id) as errors_digest
+      from import_jobs j where j.id = ${jobId}`
+    return row
+  } finally {
+    await sql.end()
+  }
 }
 
 export interface UploadOptions {

@@ -1,13 +1,20 @@
-import { createWriteStream, openAsBlob } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { CreateBucketCommand } from '@aws-sdk/client-s3'
-import postgres from 'postgres'
 import t from 'tap'
 import { generate } from '../../bench/generate.ts'
 import { createTestDatabase } from '../db.ts'
-import { listeningAddress, scratchDirectory, startServerProcess, until } from '../helper.ts'
+import {
+  importOutcome,
+  listeningAddress,
+  processImportJob,
+  scratchDirectory,
+  startServerProcess,
+  until,
+  uploadUsersFile,
+} from '../helper.ts'
 import { type S3Server, s3ClientOf, startS3Server } from '../setup/s3-server.ts'
 
 // Instances that share nothing but the database and the bucket (STORAGE=s3), each with a
@@ -58,39 +65,6 @@ async function instance(
   return { server: process_, address, directory }
 }
 
-async function job(address: string, id: string) {
-  return (await (await fetch(`${address}/api/v1/imports/${id}`)).json()) as {
-    status: string
-    done: boolean
-    counters: { processed: number; inserted: number; updated: number; failed: number }
-  }
-}
-
-async function upload(address: string, file: string): Promise<string> {
-  const form = new FormData()
-  form.set('resource', 'users')
-  form.set('file', await openAsBlob(file), 'users.csv')
-  const response = await fetch(`${address}/api/v1/imports`, { method: 'POST', body: form })
-  if (response.status !== 202) throw new Error(`upload: ${response.status} ${await response.text()}`)
-  return ((await response.json()) as { id: string }).id
-}
-
-/** What the import left behind: counters, a digest of the users table and of the error rows. */
-async function outcome(databaseUrl: string, jobId: string) {
-  const sql = postgres(databaseUrl, { max: 1 })
-  try {
-    const [row] = await sql`
-      select j.processed, j.inserted, j.updated, j.failed, j.status,
-        (select count(*) from users)::int as users,
-        (select md5(string_agg(concat_ws('|', email, name, role, active, created_at, updated_at), ',' order by lower(email))) from users) as users_digest,
-        (select md5(string_agg(concat_ws('|', record, seq, line, code, field, value), ',' order by record, seq)) from import_errors where job_id = j.id) as errors_digest
-      from import_jobs j where j.id = ${jobId}`
-    return row
-  } finally {
-    await sql.end()
-  }
-}
-
 /** Every file under a directory (none: the instance kept nothing on its disk). */
 async function files(directory: string): Promise<string[]> {
   const entries = await readdir(directory, { recursive: true, withFileTypes: true })
@@ -109,9 +83,9 @@ t.test(
     // The reference: the same file, uninterrupted, on one instance of a database of its own.
     const referenceUrl = await createTestDatabase(t)
     const reference = await instance(t, referenceUrl, {})
-    const referenceId = await upload(reference.address, file)
+    const referenceId = await uploadUsersFile(reference.address, file)
     await until(
-      async () => ((await job(reference.address, referenceId)).done ? true : undefined),
+      async () => ((await processImportJob(reference.address, referenceId)).done ? true : undefined),
       'the reference import',
       120_000,
     )
@@ -121,11 +95,11 @@ t.test(
     const databaseUrl = await createTestDatabase(t)
     const api = await instance(t, databaseUrl, { RUN_JOBS: 'false' })
     const runner = await instance(t, databaseUrl, {})
-    const id = await upload(api.address, file)
+    const id = await uploadUsersFile(api.address, file)
     await runner.server.waitForLog((line) => line.msg === 'import started' && line.job_id === id)
     const before = await until(
       async () => {
-        const state = await job(api.address, id)
+        const state = await processImportJob(api.address, id)
         return state.counters.processed >= ROWS / 4 ? state : undefined
       },
       'a quarter of the records',
@@ -148,9 +122,13 @@ t.test(
     t.ok((resumed.from_byte as number) > 0, `a ranged read from byte ${resumed.from_byte}`)
     t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'after its last committed batch')
     t.match(resumed.source, /^s3:\/\/shared-nothing\/shared\/imports\//)
-    await until(async () => ((await job(api.address, id)).done ? true : undefined), 'the resumed import', 120_000)
-    const expected = await outcome(referenceUrl, referenceId)
-    const actual = await outcome(databaseUrl, id)
+    await until(
+      async () => ((await processImportJob(api.address, id)).done ? true : undefined),
+      'the resumed import',
+      120_000,
+    )
+    const expected = await importOutcome(referenceUrl, referenceId)
+    const actual = await importOutcome(databaseUrl, id)
     t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
     t.equal(actual?.processed, String(ROWS))
 

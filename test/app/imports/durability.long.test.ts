@@ -5,7 +5,15 @@ import postgres from 'postgres'
 import t from 'tap'
 import { generate } from '../../../bench/generate.ts'
 import { createTestDatabase } from '../../db.ts'
-import { listeningAddress, type ServerProcess, scratchDirectory, startServerProcess } from '../../helper.ts'
+import {
+  importOutcome,
+  listeningAddress,
+  processImportJob,
+  type ServerProcess,
+  scratchDirectory,
+  startServerProcess,
+  uploadUsersFile,
+} from '../../helper.ts'
 
 // docs/contract.md §10 with real processes and kill -9: a job resumes after its last committed batch and ends
 // with exactly the rows, counters and errors of an uninterrupted run; several processes on one
@@ -19,28 +27,6 @@ async function generatedFile(rows: number, defectRate: number): Promise<string> 
   return file
 }
 
-async function upload(address: string, file: string): Promise<string> {
-  const form = new FormData()
-  form.set('resource', 'users')
-  form.set('file', await fileBlob(file), 'users.csv')
-  const response = await fetch(`${address}/api/v1/imports`, { method: 'POST', body: form })
-  if (response.status !== 202) throw new Error(`upload: ${response.status} ${await response.text()}`)
-  return ((await response.json()) as { id: string }).id
-}
-
-async function fileBlob(file: string): Promise<Blob> {
-  const { openAsBlob } = await import('node:fs')
-  return openAsBlob(file)
-}
-
-async function job(address: string, id: string) {
-  return (await (await fetch(`${address}/api/v1/imports/${id}`)).json()) as {
-    status: string
-    done: boolean
-    counters: { processed: number; inserted: number; updated: number; failed: number }
-  }
-}
-
 async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -48,23 +34,6 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 120_0
     if (value !== undefined) return value
     if (Date.now() > deadline) throw new Error('timed out')
     await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
-/** What the import left behind: counters, a digest of the users table, and of the error rows. */
-async function outcome(databaseUrl: string, jobId: string) {
-  const sql = postgres(databaseUrl, { max: 1 })
-  try {
-    const [row] = await sql`
-      select j.processed, j.inserted, j.updated, j.failed, j.status,
-        (select count(*) from users)::int as users,
-        -- Rows the file gave no id get a random one: compare them by their natural key instead.
-        (select md5(string_agg(concat_ws('|', email, name, role, active, created_at, updated_at), ',' order by lower(email))) from users) as users_digest,
-        (select md5(string_agg(concat_ws('|', record, seq, line, code, field, value), ',' order by record, seq)) from import_errors where job_id = j.id) as errors_digest
-      from import_jobs j where j.id = ${jobId}`
-    return row
-  } finally {
-    await sql.end()
   }
 }
 
@@ -95,8 +64,8 @@ t.test(
     const reference = serve(t, referenceUrl, importDir)
     const referenceAddress = await listeningAddress(reference)
     await reference.waitForLog((line) => line.msg === 'ready')
-    const referenceId = await upload(referenceAddress, file)
-    await waitFor(async () => ((await job(referenceAddress, referenceId)).done ? true : undefined))
+    const referenceId = await uploadUsersFile(referenceAddress, file)
+    await waitFor(async () => ((await processImportJob(referenceAddress, referenceId)).done ? true : undefined))
     reference.child.kill('SIGTERM')
     await reference.exited
 
@@ -104,9 +73,9 @@ t.test(
     const first = serve(t, databaseUrl, importDir)
     const address = await listeningAddress(first)
     await first.waitForLog((line) => line.msg === 'ready')
-    const id = await upload(address, file)
+    const id = await uploadUsersFile(address, file)
     const before = await waitFor(async () => {
-      const state = await job(address, id)
+      const state = await processImportJob(address, id)
       return state.counters.processed >= ROWS / 4 ? state : undefined
     })
     first.child.kill('SIGKILL')
@@ -117,10 +86,10 @@ t.test(
     const secondAddress = await listeningAddress(second)
     const resumed = await second.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
     t.ok((resumed.checkpoint_record as number) >= before.counters.processed, 'resumes after its last committed batch')
-    await waitFor(async () => ((await job(secondAddress, id)).done ? true : undefined))
+    await waitFor(async () => ((await processImportJob(secondAddress, id)).done ? true : undefined))
 
-    const expected = await outcome(referenceUrl, referenceId)
-    const actual = await outcome(databaseUrl, id)
+    const expected = await importOutcome(referenceUrl, referenceId)
+    const actual = await importOutcome(databaseUrl, id)
     t.same(actual, expected, 'same counters, rows and errors as the uninterrupted run')
     t.equal(actual?.processed, String(ROWS))
   },
@@ -147,8 +116,11 @@ t.test('two processes share the jobs: each runs once; killing the owner hands it
     })
   })
 
-  const ids = await Promise.all(Array.from({ length: 6 }, (_, index) => upload(addresses[index % 2] as string, small)))
-  for (const id of ids) await waitFor(async () => ((await job(addresses[0] as string, id)).done ? true : undefined))
+  const ids = await Promise.all(
+    Array.from({ length: 6 }, (_, index) => uploadUsersFile(addresses[index % 2] as string, small)),
+  )
+  for (const id of ids)
+    await waitFor(async () => ((await processImportJob(addresses[0] as string, id)).done ? true : undefined))
   // Two processes may claim two imports of users at once: the one that finds the resource's
   // write lock taken goes back to the queue unrun (deferred), and runs later. A job is done once
   // its row commits; its log line comes after, from its thread through the process's stdout (a
@@ -170,17 +142,19 @@ t.test('two processes share the jobs: each runs once; killing the owner hands it
     'both processes took jobs',
   )
 
-  const id = await upload(addresses[0] as string, large)
+  const id = await uploadUsersFile(addresses[0] as string, large)
   const owner = await waitFor(async () =>
     processes.find((server) => server.logs.some((line) => line.msg === 'import started' && line.job_id === id)),
   )
-  await waitFor(async () => ((await job(addresses[0] as string, id)).counters.processed >= 20_000 ? true : undefined))
+  await waitFor(async () =>
+    (await processImportJob(addresses[0] as string, id)).counters.processed >= 20_000 ? true : undefined,
+  )
   owner.child.kill('SIGKILL')
   const survivor = processes.find((server) => server !== owner) as ServerProcess
   const survivorAddress = addresses[processes.indexOf(survivor)] as string
   await survivor.waitForLog((line) => line.msg === 'import started' && line.job_id === id, 60_000)
   const finished = await waitFor(async () => {
-    const state = await job(survivorAddress, id)
+    const state = await processImportJob(survivorAddress, id)
     return state.done ? state : undefined
   })
   t.equal(finished.status, 'completed')
@@ -197,8 +171,8 @@ t.test('every database connection terminated, twice, during an import: it ends a
   const reference = serve(t, referenceUrl, importDir)
   const referenceAddress = await listeningAddress(reference)
   await reference.waitForLog((line) => line.msg === 'ready')
-  const referenceId = await upload(referenceAddress, file)
-  await waitFor(async () => ((await job(referenceAddress, referenceId)).done ? true : undefined))
+  const referenceId = await uploadUsersFile(referenceAddress, file)
+  await waitFor(async () => ((await processImportJob(referenceAddress, referenceId)).done ? true : undefined))
   reference.child.kill('SIGTERM')
   await reference.exited
 
@@ -206,7 +180,7 @@ t.test('every database connection terminated, twice, during an import: it ends a
   const server = serve(t, databaseUrl, importDir, { JOB_LEASE_SECONDS: '5', LOG_LEVEL: 'debug' })
   const address = await listeningAddress(server)
   await server.waitForLog((line) => line.msg === 'ready')
-  const id = await upload(address, file)
+  const id = await uploadUsersFile(address, file)
   t.teardown(() => {
     if (t.passing()) return
     const jobLines = server.logs.filter((line) => line.job_id !== undefined || (line.level as number) >= 40)
@@ -221,7 +195,7 @@ t.test('every database connection terminated, twice, during an import: it ends a
   t.teardown(() => killer.end({ timeout: 1 }))
   for (const share of [0.2, 0.5]) {
     // A status request may meet the database still reconnecting (503): ask again.
-    const processed = async () => (await job(address, id).catch(() => undefined))?.counters?.processed ?? 0
+    const processed = async () => (await processImportJob(address, id).catch(() => undefined))?.counters?.processed ?? 0
     await waitFor(async () => ((await processed()) >= (ROWS / 2) * share ? true : undefined))
     const [terminated] = await killer<{ count: number }[]>`
       select count(pg_terminate_backend(pid))::int as count from pg_stat_activity
@@ -229,13 +203,17 @@ t.test('every database connection terminated, twice, during an import: it ends a
     t.ok((terminated?.count ?? 0) >= 3, `terminated the service's ${terminated?.count} connections`)
   }
   const final = await waitFor(async () => {
-    const state = await job(address, id).catch(() => undefined)
+    const state = await processImportJob(address, id).catch(() => undefined)
     return state?.done ? state : undefined
   })
   t.equal(final.status, 'completed')
   t.equal(server.child.exitCode, null, 'the process stays up')
   t.equal((await fetch(`${address}/ready`)).status, 200, '/ready recovers')
-  t.same(await outcome(databaseUrl, id), await outcome(referenceUrl, referenceId), 'same rows, counters and errors')
+  t.same(
+    await importOutcome(databaseUrl, id),
+    await importOutcome(referenceUrl, referenceId),
+    'same rows, counters and errors',
+  )
   t.notOk(
     server.logs.some((line) => line.msg === 'import failed unexpectedly'),
     'no run ended on an unexpected error',

@@ -307,11 +307,8 @@ export class S3Store implements ObjectStore {
       )
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= before) continue
-        await this.request('multipart', `s3://${this.bucket}/${upload.Key}`, () =>
-          this.client.send(
-            new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }),
-          ),
-        )
+        // Listed under the prefix: its store key is what follows it.
+        await this.abortMultipart(upload.Key.slice(this.settings.prefix.length), upload.UploadId)
         removed++
       }
       keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined

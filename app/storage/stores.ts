@@ -9,7 +9,8 @@ export interface StoreSettings {
   /** Absolute IMPORT_DIR and EXPORT_DIR (fs; IMPORT_DIR also holds temporary files with s3). */
   importDir: string
   exportDir: string
-  s3: Omit<S3Settings, 'prefix'> & { prefix: string }
+  /** The service's bucket; its prefix is S3_PREFIX, under which the imports' and exports' stores keep theirs. */
+  s3: S3Settings
   /** S3_IMPORT_BUCKETS. */
   importBuckets: string[]
 }
